@@ -43,9 +43,16 @@ function(naiad_cc_test)
   add_executable(${ARG_NAME} ${ARG_SRCS})
   target_link_libraries(${ARG_NAME} PRIVATE ${ARG_DEPS} GTest::gmock GTest::gtest_main)
   target_compile_options(${ARG_NAME} PRIVATE ${NAIAD_WARNINGS})
+  # Tests that start real servers time real transfers: they run alone (RUN_SERIAL), never beside
+  # another test on the two cores.
+  set(serial FALSE)
+  if(NOT ARG_LABEL STREQUAL "unit")
+    set(serial TRUE)
+  endif()
   gtest_discover_tests(${ARG_NAME}
     DISCOVERY_MODE PRE_TEST
-    PROPERTIES LABELS ${ARG_LABEL} TIMEOUT ${ARG_TIMEOUT}
+    PROPERTIES LABELS ${ARG_LABEL} TIMEOUT ${ARG_TIMEOUT} RUN_SERIAL ${serial}
+               SKIP_REGULAR_EXPRESSION "\\[  SKIPPED \\]"
                ENVIRONMENT "NAIAD_SOURCE_DIR=${PROJECT_SOURCE_DIR};NAIAD_BINARY_DIR=${PROJECT_BINARY_DIR}")
 endfunction()
 

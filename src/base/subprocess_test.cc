@@ -51,8 +51,9 @@ TEST(Subprocess, StopTerminatesTheProcessGroup) {
   ASSERT_OK_AND_ASSIGN(
       Subprocess p, Subprocess::Start({"sh", "-c", "sleep 60 & echo $! > " + pidfile + "; wait"}));
   EXPECT_TRUE(p.running());
-  for (int i = 0; i < 200 && !std::filesystem::exists(pidfile); ++i)
+  for (int i = 0; i < 200 && !std::filesystem::exists(pidfile); ++i) {
     absl::SleepFor(absl::Milliseconds(10));
+  }
   ASSERT_OK_AND_ASSIGN(std::string grandchild, ReadFileToString(pidfile));
   ASSERT_OK_AND_ASSIGN(int code, p.Stop(absl::Seconds(2)));
   EXPECT_EQ(code, 128 + SIGTERM);

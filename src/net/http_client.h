@@ -10,7 +10,11 @@
 //
 // Streaming: set `body_sink` and the body is handed over in pieces as it arrives instead of being
 // collected in HttpResponse::body; returning an error from the sink aborts the transfer and Send()
-// returns that error. Uploads stream from `body_file`.
+// returns that error. Uploads stream from `body_file`. The sink also receives the body of an error
+// response (e.g. a 404 page): check the status in on_headers first.
+//
+// Methods: HEAD asks for headers only; POST, PUT, PATCH and any request with a body send it with
+// a Content-Length (never chunked, never "Expect: 100-continue"). Requests are HTTP/1.1.
 //
 // Connections are reused across calls (and threads) per host. Send() is thread-safe.
 // Transport failures become Status codes here: connection refused/reset/DNS -> Unavailable,
@@ -49,7 +53,8 @@ struct HttpRequest {
   std::string body;
   std::string body_file;
   // Called once the final response's status and headers are known (after redirects), before any
-  // body bytes. An error aborts the transfer and becomes Send()'s result.
+  // body bytes. An error aborts the transfer and becomes Send()'s result. For a response without a
+  // body it runs when the transfer has completed.
   std::function<absl::Status(const HttpResponse&)> on_headers;
   // Receives the body in pieces as it arrives; see the file comment.
   std::function<absl::Status(std::string_view)> body_sink;
@@ -69,7 +74,9 @@ struct HttpClientOptions {
   int64_t low_speed_bytes_per_second = 1;
   int max_redirects = 10;
   bool verify_tls = true;
-  // Extra CA certificate files (PEM); the system store is used as well.
+  // Extra CA certificate files (PEM); the system store is used as well. (libcurl takes a single
+  // bundle, so the client hands it curl's default bundle followed by these files, in memory.) A
+  // file that cannot be read or holds no certificate fails every Send() with that error.
   std::vector<std::string> ca_files;
   // An HTTP proxy URL for all requests; empty means none (environment variables are ignored).
   std::string proxy;
@@ -89,6 +96,7 @@ class HttpClient {
   absl::StatusOr<HttpResponse> Get(std::string_view url, const HttpHeaders& headers = {});
 
   // Number of new TCP connections this client has opened (for tests of connection reuse).
+  // Connections are shared by all threads using this client.
   uint64_t connections_opened() const;
 
  private:

@@ -13,11 +13,15 @@
 //
 // Threading: connections are served by a fixed pool of `threads` worker threads, one connection
 // per thread at a time, with keep-alive; a handler may block (e.g. waiting for pieces) without
-// stalling other connections. Handlers run concurrently and must be thread-safe.
+// stalling other connections. Handlers run concurrently and must be thread-safe. When a new
+// connection finds no free worker, a worker idling on a keep-alive connection closes it (clients
+// retry on a fresh connection) and takes the new one.
 //
 // A handler that returns without responding gets a 500. A handler that began a streamed response
 // but did not End() it has its connection closed (the client sees a truncated body, never a
-// complete-looking one). HEAD requests get headers only; Write() discards the body.
+// complete-looking one). HEAD requests get headers only; Write() discards the body. 204 and 304
+// responses carry neither a body nor a Content-Length. Content-Length, Transfer-Encoding and
+// Connection are managed by the server; a handler's values for them are ignored.
 #pragma once
 
 #include <cstdint>
@@ -68,8 +72,9 @@ struct HttpServerOptions {
   uint16_t port = 0;  // 0 picks a free port; see HttpServer::port()
   int threads = 16;   // connections served at once; more wait in the accept backlog
   absl::Duration idle_timeout = absl::Seconds(60);  // keep-alive connection with no request
-  absl::Duration io_timeout = absl::Seconds(60);    // reading a request / writing a response
-  uint64_t max_request_body = 16 << 20;             // larger bodies get 413
+  // Reading a whole request; writing a response, per wait for the client to take more bytes.
+  absl::Duration io_timeout = absl::Seconds(60);
+  uint64_t max_request_body = 16 << 20;  // larger bodies get 413
 };
 
 class HttpServer {
@@ -82,7 +87,11 @@ class HttpServer {
   // "http://<address>:<port>"
   virtual std::string url() const = 0;
   // Stops accepting; requests in flight may finish for up to `grace`; then every connection is
-  // closed and the threads are joined. Idempotent; the destructor calls it.
+  // closed and the threads are joined. Idempotent; the destructor calls it. Idle keep-alive
+  // connections close at once. After `grace`, a handler's next Write() fails; a handler that
+  // blocks without writing delays Shutdown() until it returns. May be called from a handler: it
+  // then neither waits for nor cuts off that handler's own request. The server must not be
+  // destroyed from one of its handlers.
   virtual void Shutdown(absl::Duration grace = absl::Seconds(5)) = 0;
 };
 

@@ -1,0 +1,213 @@
+#include "rafs/blob_writer.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+
+#include "base/status_macros.h"
+#include "base/strings.h"
+#include "rafs/compression.h"
+
+namespace naiad::rafs {
+namespace {
+
+constexpr uint32_t kBlobFeatures =
+    kBlobAligned | kBlobInlinedChunkDigest | kBlobHasTarHeader | kBlobHasToc | kBlobCapTarToc;
+
+uint64_t AlignUp(uint64_t x, uint64_t a) { return (x + a - 1) / a * a; }
+
+ChunkInfoV1 EncodeChunkInfoV1(uint64_t uncompressed_offset, uint32_t usize,
+                              uint64_t compressed_offset, uint32_t csize) {
+  uint64_t u = usize - 1;
+  uint64_t c = csize - 1;
+  return {
+      (uncompressed_offset & 0xfff'ffff'f000) | ((u & 0xfffff) << 44) | (((u >> 20) & 0xf) << 8),
+      (compressed_offset & 0xff'ffff'ffff) | (((c >> 20) & 0xf) << 40) | ((c & 0xfffff) << 44)};
+}
+
+uint32_t TocFlagsFor(Compressor compressor) {
+  switch (compressor) {
+    case Compressor::kZstd:
+      return kTocZstd;
+    case Compressor::kLz4Block:
+      return kTocLz4Block;
+    default:
+      return kTocNone;
+  }
+}
+
+// The GNU-format header written after each section ("reverse tar").
+std::string SectionTarHeader(std::string_view name, uint64_t size) {
+  TarHeader h{};
+  std::memcpy(h.name, name.data(), std::min(name.size(), sizeof(h.name)));
+  std::snprintf(h.size, sizeof(h.size), "%011llo", static_cast<unsigned long long>(size));
+  std::snprintf(h.mtime, sizeof(h.mtime), "%011o", 0);
+  h.typeflag = '0';
+  std::memcpy(h.magic, "ustar ", 6);
+  std::memcpy(h.version, " ", 2);
+  std::memset(h.checksum, ' ', sizeof(h.checksum));
+  const auto* bytes = reinterpret_cast<const unsigned char*>(&h);
+  unsigned sum = 0;
+  for (size_t i = 0; i < sizeof(h); ++i) sum += bytes[i];
+  std::snprintf(h.checksum, sizeof(h.checksum), "%07o", sum);
+  return std::string(reinterpret_cast<const char*>(&h), sizeof(h));
+}
+
+}  // namespace
+
+BlobWriter::BlobWriter(std::string path, std::string temp, UniqueFd fd,
+                       const BlobWriterOptions& options)
+    : path_(std::move(path)), temp_(std::move(temp)), fd_(std::move(fd)), options_(options) {}
+
+BlobWriter::~BlobWriter() {
+  if (!committed_) ::unlink(temp_.c_str());
+}
+
+absl::StatusOr<std::unique_ptr<BlobWriter>> BlobWriter::Create(const std::string& path,
+                                                               const BlobWriterOptions& options) {
+  std::filesystem::path target(path);
+  std::string dir = target.parent_path().empty() ? "." : target.parent_path().string();
+  std::string temp = StrCat(dir, "/.", target.filename().string(), ".tmp-XXXXXX");
+  int raw = ::mkstemp(temp.data());
+  if (raw < 0) return ErrnoError(errno, StrCat("create blob in ", dir));
+  return std::unique_ptr<BlobWriter>(new BlobWriter(path, std::move(temp), UniqueFd(raw), options));
+}
+
+absl::Status BlobWriter::Write(std::string_view data) {
+  RETURN_IF_ERROR(Annotate(WriteFull(fd_.get(), data), StrCat("writing blob ", path_)));
+  id_hasher_.Update(data);
+  offset_ += data.size();
+  return absl::OkStatus();
+}
+
+absl::Status BlobWriter::WriteTarHeader(std::string_view name, uint64_t size) {
+  return Write(SectionTarHeader(name, size));
+}
+
+void BlobWriter::AddTocEntry(std::string_view name, Compressor compressor,
+                             std::string_view uncompressed, uint64_t offset, uint64_t stored_size) {
+  TocEntry e{};
+  e.flags = TocFlagsFor(compressor);
+  std::memcpy(e.name, name.data(), std::min(name.size(), sizeof(e.name)));
+  Digest d = Digest::Of(DigestAlgorithm::kSha256, uncompressed);
+  std::memcpy(e.uncompressed_digest, d.bytes.data(), 32);
+  e.compressed_offset = offset;
+  e.compressed_size = stored_size;
+  e.uncompressed_size = uncompressed.size();
+  toc_.append(reinterpret_cast<const char*>(&e), sizeof(e));
+}
+
+absl::StatusOr<ChunkRef> BlobWriter::Append(const PreparedChunk& chunk) {
+  if (data_finished_) return absl::FailedPreconditionError("blob data already finished");
+  if (chunks_.size() >= kMaxChunksPerBlob)
+    return absl::ResourceExhaustedError("2^24 chunks in one blob");
+  if (options_.compressor == Compressor::kNone && offset_ % kBlockSize != 0) {
+    // Uncompressed blobs keep every chunk at its uncompressed offset, so the kernel's EROFS
+    // driver can read them directly as a device.
+    std::string pad(kBlockSize - offset_ % kBlockSize, '\0');
+    data_hasher_.Update(pad);
+    RETURN_IF_ERROR(Write(pad));
+  }
+  ChunkRef ref{.ci_index = static_cast<uint32_t>(chunks_.size()),
+               .compressed_offset = offset_,
+               .compressed_size = static_cast<uint32_t>(chunk.stored.size()),
+               .uncompressed_offset = uncompressed_offset_,
+               .uncompressed_size = chunk.uncompressed_size,
+               .compressed = chunk.compressed,
+               .digest = chunk.digest};
+  ChunkInfoV1 info = EncodeChunkInfoV1(ref.uncompressed_offset, ref.uncompressed_size,
+                                       ref.compressed_offset, ref.compressed_size);
+  chunk_infos_.append(reinterpret_cast<const char*>(&info), sizeof(info));
+  chunk_digests_.append(reinterpret_cast<const char*>(chunk.digest.bytes.data()), 32);
+  chunks_.push_back(uncompressed_offset_);
+  uncompressed_offset_ += AlignUp(chunk.uncompressed_size, kBlockSize);
+  data_hasher_.Update(chunk.stored);
+  RETURN_IF_ERROR(Write(chunk.stored));
+  return ref;
+}
+
+absl::StatusOr<BlobInfo> BlobWriter::FinishData(bool inline_bootstrap) {
+  if (data_finished_) return absl::FailedPreconditionError("blob data already finished");
+  data_finished_ = true;
+  uint64_t data_size = offset_;
+  Digest data_digest = data_hasher_.Finish();
+  RETURN_IF_ERROR(WriteTarHeader(kTocNameBlob, data_size));
+  TocEntry blob_entry{};  // upstream records the data section's end as its offset
+  blob_entry.flags = kTocNone;
+  std::memcpy(blob_entry.name, kTocNameBlob, std::strlen(kTocNameBlob));
+  std::memcpy(blob_entry.uncompressed_digest, data_digest.bytes.data(), 32);
+  blob_entry.compressed_offset = data_size;
+  blob_entry.compressed_size = data_size;
+  blob_entry.uncompressed_size = uncompressed_offset_;
+  toc_.append(reinterpret_cast<const char*>(&blob_entry), sizeof(blob_entry));
+
+  ASSIGN_OR_RETURN(Compressed ci, Compress(options_.compressor, chunk_infos_));
+  Compressor ci_compressor = ci.compressed ? options_.compressor : Compressor::kNone;
+  info_.ci_offset = offset_;
+  info_.ci_compressor = ci_compressor;
+  info_.ci_compressed_size = ci.data.size();
+  info_.ci_uncompressed_size = chunk_infos_.size();
+  info_.features = kBlobFeatures | (inline_bootstrap ? uint32_t{kBlobInlinedFsMeta} : 0u);
+  BlobMetaHeader header{};
+  header.magic = header.magic2 = kBlobMetaMagic;
+  header.features = info_.features;
+  header.ci_compressor = static_cast<uint32_t>(ci_compressor);
+  header.ci_entries = chunk_count();
+  header.ci_offset = info_.ci_offset;
+  header.ci_compressed_size = info_.ci_compressed_size;
+  header.ci_uncompressed_size = info_.ci_uncompressed_size;
+  std::string_view header_bytes(reinterpret_cast<const char*>(&header), sizeof(header));
+  AddTocEntry(kTocNameBlobMeta, ci_compressor, chunk_infos_, offset_, ci.data.size());
+  AddTocEntry(kTocNameBlobMetaHeader, Compressor::kNone, header_bytes, offset_ + ci.data.size(),
+              sizeof(header));
+  RETURN_IF_ERROR(Write(ci.data));
+  RETURN_IF_ERROR(Write(header_bytes));
+  RETURN_IF_ERROR(WriteTarHeader(kTocNameBlobMeta, ci.data.size() + sizeof(header)));
+
+  AddTocEntry(kTocNameChunkDigest, Compressor::kNone, chunk_digests_, offset_,
+              chunk_digests_.size());
+  RETURN_IF_ERROR(Write(chunk_digests_));
+  RETURN_IF_ERROR(WriteTarHeader(kTocNameChunkDigest, chunk_digests_.size()));
+
+  info_.chunk_size = options_.chunk_size;
+  info_.chunk_count = chunk_count();
+  info_.compressor = options_.compressor;
+  info_.digester = options_.digester;
+  info_.uncompressed_size = uncompressed_offset_;
+  info_.compressed_size = offset_;
+  if (inline_bootstrap) info_.id = id_hasher_.Finish().Hex();
+  return info_;
+}
+
+absl::Status BlobWriter::WriteInlineBootstrap(std::string_view bootstrap) {
+  if (!data_finished_ || info_.id.empty()) {
+    return absl::FailedPreconditionError("FinishData(inline_bootstrap=true) must come first");
+  }
+  ASSIGN_OR_RETURN(Compressed boot, Compress(Compressor::kZstd, bootstrap));
+  Compressor used = boot.compressed ? Compressor::kZstd : Compressor::kNone;
+  AddTocEntry(kTocNameBootstrap, used, bootstrap, offset_, boot.data.size());
+  RETURN_IF_ERROR(Write(boot.data));
+  return WriteTarHeader(kTocNameBootstrap, boot.data.size());
+}
+
+absl::StatusOr<BlobInfo> BlobWriter::Commit() {
+  if (!data_finished_) return absl::FailedPreconditionError("FinishData() must come first");
+  std::string toc_header = SectionTarHeader(kTocNameToc, toc_.size());
+  info_.toc_digest_hex = Digest::Of(DigestAlgorithm::kSha256, toc_ + toc_header).Hex();
+  info_.toc_size = static_cast<uint32_t>(toc_.size() + toc_header.size());
+  RETURN_IF_ERROR(Write(toc_));
+  RETURN_IF_ERROR(Write(toc_header));
+  info_.compressed_size = offset_;
+  if (info_.id.empty()) info_.id = id_hasher_.Finish().Hex();
+  if (::fsync(fd_.get()) != 0) return ErrnoError(errno, StrCat("fsync ", temp_));
+  fd_.Reset();
+  if (::rename(temp_.c_str(), path_.c_str()) != 0)
+    return ErrnoError(errno, StrCat("rename to ", path_));
+  committed_ = true;
+  return info_;
+}
+
+}  // namespace naiad::rafs

@@ -1,0 +1,71 @@
+// File: rafs/builder.h
+//
+// Builds one layer's RAFS v6 image from an EntrySource: a data blob (chunks deduplicated within
+// the layer and against a chunk dictionary of earlier layers) plus a bootstrap. Chunks are hashed
+// and compressed on `threads` workers while the source is read; memory stays bounded by the
+// pipeline window whatever the layer size.
+//
+//   LayerBuildOptions options;                 // 1 MiB chunks, zstd, blake3
+//   options.blob_path = "out.blob";
+//   ASSIGN_OR_RETURN(LayerBuildResult result, BuildLayer(source, options));
+//   RETURN_IF_ERROR(WriteFileAtomically("out.boot", result.bootstrap));
+//
+// OCI whiteouts (".wh.<name>", ".wh..wh..opq") become their overlayfs form in the tree. A failed
+// build leaves no blob behind.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "rafs/bootstrap.h"
+#include "rafs/bootstrap_writer.h"
+#include "rafs/entry_source.h"
+#include "rafs/tree.h"
+
+namespace naiad::rafs {
+
+struct LayerBuildOptions {
+  uint32_t chunk_size = kDefaultChunkSize;
+  Compressor compressor = Compressor::kZstd;
+  DigestAlgorithm digester = DigestAlgorithm::kBlake3;
+  int threads = 2;
+  // Where the blob goes; empty: `blob_dir`/<blob id>.
+  std::string blob_path;
+  std::string blob_dir;
+  // Embed the bootstrap in the blob (upstream --blob-inline-meta).
+  bool inline_bootstrap = false;
+  // Bootstraps whose chunks may be reused instead of stored again (upstream --chunk-dict).
+  std::vector<std::string> chunk_dicts;
+  std::vector<std::string> prefetch_paths;
+  uint64_t build_time = 0;
+  // Turn OCI whiteout files into their overlayfs form (upstream --whiteout-spec oci). Off, they
+  // are kept as they are (overlayfs: the layer already uses 0:0 devices and xattrs; none).
+  bool convert_oci_whiteouts = true;
+};
+
+struct LayerBuildStats {
+  uint64_t files = 0;
+  uint64_t bytes_in = 0;       // file content read
+  uint64_t chunks = 0;         // chunks of all files
+  uint64_t chunks_stored = 0;  // new chunks written to the blob
+  uint64_t chunks_deduplicated = 0;
+  uint64_t chunks_from_dict = 0;
+};
+
+struct LayerBuildResult {
+  std::string bootstrap;         // the bootstrap bytes (write them with WriteFileAtomically)
+  std::optional<BlobInfo> blob;  // absent when the layer has no file data
+  std::string blob_path;         // where the blob was written
+  LayerBuildStats stats;
+};
+
+absl::StatusOr<LayerBuildResult> BuildLayer(EntrySource& source, const LayerBuildOptions& options);
+
+// Checks a chunk size: a power of two in [4 KiB, 16 MiB].
+absl::Status ValidateChunkSize(uint64_t chunk_size);
+
+}  // namespace naiad::rafs

@@ -1,0 +1,223 @@
+#include "rafs/builder.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <string>
+
+#include "base/file.h"
+#include "base/status_matchers.h"
+#include "rafs/blob_meta.h"
+#include "rafs/chunk_reader.h"
+#include "rafs/compression.h"
+#include "rafs/tree_snapshot.h"
+
+namespace naiad::rafs {
+namespace {
+
+using ::naiad::rafs::testing::DiffSnapshots;
+using ::naiad::rafs::testing::SnapshotDirectory;
+using ::naiad::rafs::testing::SnapshotImage;
+using ::naiad::testing::StatusIs;
+using ::testing::HasSubstr;
+
+std::string Pseudorandom(size_t size, uint64_t seed) {
+  std::string data(size, '\0');
+  for (size_t i = 0; i < size; ++i) {
+    seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+    data[i] = static_cast<char>(seed >> 56);
+  }
+  return data;
+}
+
+std::string Compressible(size_t size) {
+  std::string data;
+  for (int i = 0; data.size() < size; ++i) data += "print('line " + std::to_string(i) + "')\n";
+  data.resize(size);
+  return data;
+}
+
+// Plain writes: test fixtures need no fsync, and hundreds of fsyncs make SetUp slow.
+void Write(const std::string& path, const std::string& data, mode_t mode = 0644) {
+  ASSERT_OK_AND_ASSIGN(UniqueFd fd, UniqueFd::Open(path, O_WRONLY | O_CREAT | O_TRUNC, mode));
+  ASSERT_OK(WriteFull(fd.get(), data));
+  ASSERT_EQ(::fchmod(fd.get(), mode), 0);
+}
+
+// A tree with every kind of entry the builder must carry over.
+class BuilderTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_OK_AND_ASSIGN(dir_, TempDir::Create("naiad-builder-"));
+    src_ = dir_.Join("src");
+    ASSERT_OK(CreateDirectories(src_ + "/usr/lib/python3/dist-packages"));
+    ASSERT_OK(CreateDirectories(src_ + "/etc"));
+    ASSERT_OK(CreateDirectories(dir_.Join("blobs")));
+    Write(src_ + "/usr/lib/big.so", Pseudorandom(3 * 1024 * 1024 + 12345, 1), 0755);
+    Write(src_ + "/usr/lib/big-copy.so", Pseudorandom(3 * 1024 * 1024 + 12345, 1), 0755);
+    Write(src_ + "/usr/lib/python3/mod.py", Compressible(200000));
+    Write(src_ + "/usr/lib/python3/mod.pyc", Compressible(5000));
+    Write(src_ + "/etc/hostname", "naiad\n");
+    Write(src_ + "/etc/empty", "");
+    Write(src_ + "/usr/bin-suid", "#!/bin/sh\n", 04755);
+    ASSERT_EQ(::symlink("../etc/hostname", (src_ + "/usr/hostname-link").c_str()), 0);
+    ASSERT_EQ(::link((src_ + "/etc/hostname").c_str(), (src_ + "/etc/hostname.hard").c_str()), 0);
+    ASSERT_EQ(::mkfifo((src_ + "/etc/fifo").c_str(), 0600), 0);
+    if (::geteuid() == 0) {
+      ASSERT_EQ(::mknod((src_ + "/etc/null").c_str(), S_IFCHR | 0666, makedev(1, 3)), 0);
+      ASSERT_EQ(::mknod((src_ + "/etc/blk").c_str(), S_IFBLK | 0600, makedev(259, 70000)), 0);
+      ASSERT_EQ(::chown((src_ + "/etc/hostname").c_str(), 1000, 100000), 0);
+    }
+    std::string many = src_ + "/usr/share/many";
+    ASSERT_OK(CreateDirectories(many));
+    for (int i = 0; i < 400; ++i)
+      Write(many + "/file-with-a-longish-name-" + std::to_string(i), std::to_string(i));
+    if (::setxattr((src_ + "/etc/hostname").c_str(), "user.naiad", "v1", 2, 0) == 0) {
+      ASSERT_EQ(::setxattr(src_.c_str(), "user.root", "r", 1, 0), 0);
+    }
+  }
+
+  absl::StatusOr<LayerBuildResult> Build(LayerBuildOptions options) {
+    ASSIGN_OR_RETURN(auto source, DirectorySource::Create(src_));
+    if (options.blob_path.empty()) options.blob_dir = dir_.Join("blobs");
+    return BuildLayer(*source, options);
+  }
+
+  void ExpectImageEqualsSource(const LayerBuildResult& result) {
+    ASSERT_OK_AND_ASSIGN(auto boot, Bootstrap::FromBytes(result.bootstrap));
+    ASSERT_OK_AND_ASSIGN(auto reader,
+                         LocalChunkReader::Open(*boot, {.blob_dir = dir_.Join("blobs")}));
+    ASSERT_OK_AND_ASSIGN(auto want, SnapshotDirectory(src_));
+    ASSERT_OK_AND_ASSIGN(auto got, SnapshotImage(*boot, *reader));
+    EXPECT_EQ(DiffSnapshots(want, got), "");
+  }
+
+  TempDir dir_;
+  std::string src_;
+};
+
+TEST_F(BuilderTest, ImageHoldsExactlyTheSourceTreeForEachCompressor) {
+  for (Compressor compressor : {Compressor::kZstd, Compressor::kLz4Block, Compressor::kNone}) {
+    SCOPED_TRACE(CompressorName(compressor));
+    ASSERT_OK_AND_ASSIGN(LayerBuildResult result, Build({.compressor = compressor}));
+    ASSERT_TRUE(result.blob.has_value());
+    EXPECT_EQ(result.blob->compressor, compressor);
+    ExpectImageEqualsSource(result);
+  }
+}
+
+TEST_F(BuilderTest, SmallChunksAndSha256Digests) {
+  ASSERT_OK_AND_ASSIGN(LayerBuildResult result,
+                       Build({.chunk_size = 4096, .digester = DigestAlgorithm::kSha256}));
+  EXPECT_GT(result.stats.chunks, 1500u);
+  ExpectImageEqualsSource(result);
+}
+
+TEST_F(BuilderTest, IdenticalChunksAreStoredOnce) {
+  ASSERT_OK_AND_ASSIGN(LayerBuildResult result, Build({}));
+  EXPECT_EQ(result.stats.chunks_deduplicated, 4u);  // big-copy.so's four chunks
+  ASSERT_OK_AND_ASSIGN(auto boot, Bootstrap::FromBytes(result.bootstrap));
+  ASSERT_OK_AND_ASSIGN(auto a, boot->FileChunks(*boot->Resolve("/usr/lib/big.so")));
+  ASSERT_OK_AND_ASSIGN(auto b, boot->FileChunks(*boot->Resolve("/usr/lib/big-copy.so")));
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_EQ(a[i].ci_index, b[i].ci_index);
+}
+
+TEST_F(BuilderTest, UncompressedBlobsKeepChunksAtTheirUncompressedOffsets) {
+  ASSERT_OK_AND_ASSIGN(LayerBuildResult result, Build({.compressor = Compressor::kNone}));
+  ASSERT_OK_AND_ASSIGN(auto boot, Bootstrap::FromBytes(result.bootstrap));
+  for (const ChunkInfo& info : boot->ChunkTable()) {
+    EXPECT_EQ(info.compressed_offset, info.uncompressed_offset);
+    EXPECT_EQ(info.uncompressed_offset % kBlockSize, 0u);
+  }
+}
+
+TEST_F(BuilderTest, BlobIsSelfDescribingWithInlineBootstrap) {
+  ASSERT_OK_AND_ASSIGN(LayerBuildResult result, Build({.inline_bootstrap = true}));
+  ASSERT_OK_AND_ASSIGN(std::string blob, ReadFileToString(result.blob_path));
+  BlobReadFn read = MemoryBlobReader(blob);
+  ASSERT_OK_AND_ASSIGN(BlobTail tail, ReadBlobTail(read, blob.size()));
+  EXPECT_EQ(tail.toc_digest.Hex(), result.blob->toc_digest_hex);
+  ASSERT_OK_AND_ASSIGN(std::vector<ChunkMeta> meta, ReadChunkMeta(read, tail));
+  EXPECT_EQ(meta.size(), result.blob->chunk_count);
+  ASSERT_OK_AND_ASSIGN(std::vector<Digest> digests,
+                       ReadChunkDigests(read, tail, DigestAlgorithm::kBlake3));
+  EXPECT_EQ(digests.size(), meta.size());
+  ASSERT_OK_AND_ASSIGN(std::string inline_boot, ReadInlineBootstrap(read, tail));
+  ASSERT_OK_AND_ASSIGN(auto boot, Bootstrap::FromBytes(inline_boot));
+  EXPECT_EQ(boot->blobs()[0].id, result.blob->id);
+  // The id covers everything before the inline bootstrap.
+  EXPECT_EQ(Digest::Of(DigestAlgorithm::kSha256,
+                       std::string_view(blob).substr(0, tail.Find("image.boot")->offset))
+                .Hex(),
+            result.blob->id);
+}
+
+TEST_F(BuilderTest, BlobIdIsTheFileDigestWithoutInlineBootstrap) {
+  ASSERT_OK_AND_ASSIGN(LayerBuildResult result, Build({}));
+  ASSERT_OK_AND_ASSIGN(std::string blob, ReadFileToString(result.blob_path));
+  EXPECT_EQ(Digest::Of(DigestAlgorithm::kSha256, blob).Hex(), result.blob->id);
+  EXPECT_EQ(result.blob_path, dir_.Join("blobs/") + result.blob->id);
+}
+
+TEST_F(BuilderTest, ChunkDictionaryAvoidsStoringKnownChunks) {
+  ASSERT_OK_AND_ASSIGN(LayerBuildResult base, Build({}));
+  std::string dict = dir_.Join("base.boot");
+  ASSERT_OK(WriteFileAtomically(dict, base.bootstrap));
+  Write(src_ + "/etc/new-file", "only in the second layer");
+  ASSERT_OK_AND_ASSIGN(LayerBuildResult next, Build({.chunk_dicts = {dict}}));
+  EXPECT_EQ(next.stats.chunks_stored, 1u);
+  EXPECT_GT(next.stats.chunks_from_dict, 400u);
+  ASSERT_OK_AND_ASSIGN(auto boot, Bootstrap::FromBytes(next.bootstrap));
+  ASSERT_EQ(boot->blobs().size(), 2u);
+  ExpectImageEqualsSource(next);
+}
+
+TEST_F(BuilderTest, PrefetchListIsRecorded) {
+  ASSERT_OK_AND_ASSIGN(
+      LayerBuildResult result,
+      Build({.prefetch_paths = {"/usr/lib/python3", "/etc/hostname", "/nonexistent"}}));
+  ASSERT_OK_AND_ASSIGN(auto boot, Bootstrap::FromBytes(result.bootstrap));
+  ASSERT_EQ(boot->prefetch_nids().size(), 2u);
+  EXPECT_EQ(boot->prefetch_nids()[0], *boot->Resolve("/usr/lib/python3"));
+  EXPECT_EQ(boot->prefetch_nids()[1], *boot->Resolve("/etc/hostname"));
+}
+
+TEST_F(BuilderTest, WhiteoutsBecomeOverlayfsForm) {
+  Write(src_ + "/etc/.wh.removed", "");
+  ASSERT_OK(CreateDirectories(src_ + "/opaque"));
+  Write(src_ + "/opaque/.wh..wh..opq", "");
+  Write(src_ + "/opaque/kept", "x");
+  ASSERT_OK_AND_ASSIGN(LayerBuildResult result, Build({}));
+  ASSERT_OK_AND_ASSIGN(auto boot, Bootstrap::FromBytes(result.bootstrap));
+  ASSERT_OK_AND_ASSIGN(Inode whiteout, boot->GetInode(*boot->Resolve("/etc/removed")));
+  EXPECT_TRUE(S_ISCHR(whiteout.mode));
+  EXPECT_EQ(whiteout.rdev, 0u);
+  EXPECT_THAT(boot->Resolve("/etc/.wh.removed"),
+              StatusIs(absl::StatusCode::kNotFound, ::testing::_));
+  ASSERT_OK_AND_ASSIGN(auto xattrs, boot->Xattrs(*boot->Resolve("/opaque")));
+  EXPECT_THAT(xattrs,
+              ::testing::Contains(std::make_pair(std::string(kOpaqueXattr), std::string("y"))));
+  EXPECT_THAT(boot->Resolve("/opaque/.wh..wh..opq"),
+              StatusIs(absl::StatusCode::kNotFound, ::testing::_));
+}
+
+TEST_F(BuilderTest, BadOptionsAreRejected) {
+  EXPECT_THAT(Build({.chunk_size = 3000}),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("power of two")));
+  EXPECT_THAT(Build({.chunk_size = 32 << 20}),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("16 MiB")));
+}
+
+TEST_F(BuilderTest, OutputIsDeterministic) {
+  ASSERT_OK_AND_ASSIGN(LayerBuildResult a, Build({}));
+  ASSERT_OK_AND_ASSIGN(LayerBuildResult b, Build({}));
+  EXPECT_EQ(a.blob->id, b.blob->id);
+  EXPECT_EQ(a.bootstrap, b.bootstrap);
+}
+
+}  // namespace
+}  // namespace naiad::rafs

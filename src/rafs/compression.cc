@@ -1,0 +1,89 @@
+#include "rafs/compression.h"
+
+#include <lz4.h>
+#include <zstd.h>
+
+#include "base/strings.h"
+
+namespace naiad::rafs {
+
+absl::StatusOr<Compressor> ParseCompressor(std::string_view name) {
+  if (name == "zstd") return Compressor::kZstd;
+  if (name == "lz4_block") return Compressor::kLz4Block;
+  if (name == "none") return Compressor::kNone;
+  return absl::InvalidArgumentError(
+      StrCat("unknown compressor \"", name, "\": expected zstd, lz4_block or none"));
+}
+
+std::string_view CompressorName(Compressor compressor) {
+  switch (compressor) {
+    case Compressor::kNone:
+      return "none";
+    case Compressor::kLz4Block:
+      return "lz4_block";
+    case Compressor::kGzip:
+      return "gzip";
+    case Compressor::kZstd:
+      return "zstd";
+  }
+  return "unknown";
+}
+
+absl::StatusOr<Compressed> Compress(Compressor compressor, std::string_view input, int level) {
+  Compressed out;
+  if (compressor == Compressor::kZstd) {
+    out.data.resize(ZSTD_compressBound(input.size()));
+    size_t n = ZSTD_compress(out.data.data(), out.data.size(), input.data(), input.size(), level);
+    if (ZSTD_isError(n)) return absl::InternalError(StrCat("zstd: ", ZSTD_getErrorName(n)));
+    out.data.resize(n);
+  } else if (compressor == Compressor::kLz4Block) {
+    if (input.size() > LZ4_MAX_INPUT_SIZE)
+      return absl::InvalidArgumentError("lz4: input too large");
+    out.data.resize(LZ4_compressBound(static_cast<int>(input.size())));
+    int n = LZ4_compress_default(input.data(), out.data.data(), static_cast<int>(input.size()),
+                                 static_cast<int>(out.data.size()));
+    if (n <= 0) return absl::InternalError("lz4: compression failed");
+    out.data.resize(static_cast<size_t>(n));
+  } else if (compressor != Compressor::kNone) {
+    return absl::UnimplementedError(StrCat("compressor ", CompressorName(compressor)));
+  }
+  if (compressor == Compressor::kNone || out.data.size() >= input.size()) {
+    out.data.assign(input);
+    out.compressed = false;
+  } else {
+    out.compressed = true;
+  }
+  return out;
+}
+
+absl::StatusOr<std::string> Decompress(Compressor compressor, std::string_view input,
+                                       uint64_t uncompressed_size) {
+  if (uncompressed_size > kMaxChunkSize * 64ull) {
+    return absl::InvalidArgumentError(StrCat("decompress: absurd size ", uncompressed_size));
+  }
+  std::string out(uncompressed_size, '\0');
+  if (compressor == Compressor::kZstd) {
+    size_t n = ZSTD_decompress(out.data(), out.size(), input.data(), input.size());
+    if (ZSTD_isError(n)) return absl::DataLossError(StrCat("zstd: ", ZSTD_getErrorName(n)));
+    if (n != uncompressed_size) {
+      return absl::DataLossError(StrCat("zstd: decoded ", n, " bytes, want ", uncompressed_size));
+    }
+  } else if (compressor == Compressor::kLz4Block) {
+    int n = LZ4_decompress_safe(input.data(), out.data(), static_cast<int>(input.size()),
+                                static_cast<int>(out.size()));
+    if (n < 0 || static_cast<uint64_t>(n) != uncompressed_size) {
+      return absl::DataLossError(StrCat("lz4: corrupt block (", n, " of ", uncompressed_size, ")"));
+    }
+  } else if (compressor == Compressor::kNone) {
+    if (input.size() != uncompressed_size) {
+      return absl::DataLossError(
+          StrCat("raw chunk is ", input.size(), " bytes, want ", uncompressed_size));
+    }
+    out.assign(input);
+  } else {
+    return absl::UnimplementedError(StrCat("compressor ", CompressorName(compressor)));
+  }
+  return out;
+}
+
+}  // namespace naiad::rafs
