@@ -6,13 +6,16 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 
 #include "base/file.h"
 #include "base/status_matchers.h"
 #include "base/subprocess.h"
 #include "image/image_command.h"
+#include "rafs/bootstrap.h"
 #include "rafs/tree_snapshot.h"
 
 namespace naiad::image {
@@ -221,6 +224,102 @@ TEST_F(ImageTest, CheckFindsEachKindOfCorruption) {
   check_corrupt(bad_offset, "disagree");
   EXPECT_THAT(Check({.bootstrap = dir_.Join("l.boot"), .blob_dir = dir_.Join("nowhere")}),
               StatusIs(absl::StatusCode::kNotFound, HasSubstr("nowhere")));
+}
+
+// Byte offsets in a bootstrap built by our writer, for crafting corrupt ones.
+uint64_t InodeOffset(const rafs::Bootstrap& boot, uint64_t nid) {
+  return uint64_t{boot.superblock().meta_blkaddr} * rafs::kBlockSize + nid * rafs::kInodeSlotSize;
+}
+
+template <typename T>
+void Poke(std::string& bytes, uint64_t offset, T value) {
+  std::memcpy(bytes.data() + offset, &value, sizeof(T));
+}
+
+// Regression: a layer whose only file data is a hole (blkaddr 0xFFFFFFFF: reads as zeros) has no
+// blob, and merge indexed its empty blob remap table with the hole's blob index 0 (out of bounds;
+// a crash). Holes name no blob, so there is nothing to remap.
+TEST_F(ImageTest, MergeKeepsHolesOfLayersWithoutBlobs) {
+  std::string src = dir_.Join("src");
+  ASSERT_OK(CreateDirectories(src));
+  Write(src + "/f", std::string(4096, 'x'));
+  ASSERT_OK(Create({.source = src,
+                    .bootstrap = dir_.Join("data.boot"),
+                    .blob_dir = dir_.Join("blobs"),
+                    .chunk_size = "0x1000"})
+                .status());
+  // The same layer with its only chunk turned into a hole and its blob and chunk tables dropped.
+  ASSERT_OK_AND_ASSIGN(std::string bytes, ReadFileToString(dir_.Join("data.boot")));
+  ASSERT_OK_AND_ASSIGN(auto boot, rafs::Bootstrap::FromBytes(bytes));
+  ASSERT_OK_AND_ASSIGN(uint64_t nid, boot->Resolve("/f"));
+  uint64_t index = (InodeOffset(*boot, nid) + sizeof(rafs::CompactInode) + 7) / 8 * 8;
+  Poke<uint32_t>(bytes, index + offsetof(rafs::ChunkIndex, blkaddr), 0xFFFFFFFF);
+  Poke<uint16_t>(bytes, rafs::kSuperblockOffset + offsetof(rafs::ErofsSuperblock, extra_devices),
+                 0);
+  Poke<uint32_t>(
+      bytes, rafs::kExtSuperblockOffset + offsetof(rafs::RafsExtSuperblock, blob_table_size), 0);
+  Poke<uint64_t>(
+      bytes, rafs::kExtSuperblockOffset + offsetof(rafs::RafsExtSuperblock, chunk_table_size), 0);
+  ASSERT_OK(WriteFileAtomically(dir_.Join("hole.boot"), bytes));
+  ASSERT_OK_AND_ASSIGN(auto hole, rafs::Bootstrap::FromBytes(bytes));
+  ASSERT_TRUE(hole->blobs().empty());
+  ASSERT_OK_AND_ASSIGN(auto chunks, hole->FileChunks(nid));
+  ASSERT_EQ(chunks.size(), 1u);
+  ASSERT_TRUE(chunks[0].hole);
+
+  ASSERT_OK_AND_ASSIGN(nlohmann::json out, Merge({.sources = {dir_.Join("hole.boot")},
+                                                  .bootstrap = dir_.Join("m.boot")}));
+  EXPECT_TRUE(out["blobs"].empty());
+  ASSERT_OK(Unpack({.bootstrap = dir_.Join("m.boot"), .output = dir_.Join("out/m.tar")}).status());
+  std::string got = Extract(dir_.Join("out/m.tar"), "got");
+  EXPECT_THAT(ReadFileToString(got + "/f"),
+              ::naiad::testing::IsOkAndHolds(std::string(4096, '\0')));
+}
+
+// Regression: unpack and `inspect --request tree` followed every directory entry without
+// remembering directories, so a corrupt bootstrap whose directories each list the next one under
+// two names (no cycle, so no nesting error) made them walk 2^depth paths: 2^30 here, hanging and
+// writing an endless tar. Check and the merger already refused a directory reachable twice; now
+// every tree walk does.
+TEST_F(ImageTest, DirectoryReachableTwiceIsCorruptForEveryWalker) {
+  constexpr int kLevels = 30;
+  std::string src = dir_.Join("src");
+  std::string level = src;
+  for (int i = 0; i < kLevels; ++i) {
+    ASSERT_OK(CreateDirectories(level + "/b"));
+    level += "/a";
+  }
+  ASSERT_OK(CreateDirectories(level));
+  ASSERT_OK(
+      Create({.source = src, .bootstrap = dir_.Join("l.boot"), .blob_dir = dir_.Join("blobs")})
+          .status());
+  ASSERT_OK_AND_ASSIGN(std::string bytes, ReadFileToString(dir_.Join("l.boot")));
+  ASSERT_OK_AND_ASSIGN(auto boot, rafs::Bootstrap::FromBytes(bytes));
+  // Each level's entries are ".", "..", "a", "b": point "b" at the same directory as "a".
+  std::string path;
+  for (int i = 0; i < kLevels; ++i) {
+    ASSERT_OK_AND_ASSIGN(uint64_t nid, boot->Resolve(path.empty() ? "/" : path));
+    ASSERT_OK_AND_ASSIGN(rafs::Inode inode, boot->GetInode(nid));
+    ASSERT_EQ(inode.layout, rafs::DataLayout::kFlatInline);
+    ASSERT_EQ(inode.xattr_icount, 0);
+    ASSERT_OK_AND_ASSIGN(rafs::DirEntry a, boot->Lookup(nid, "a"));
+    uint64_t dirents = InodeOffset(*boot, nid) + inode.inode_size;
+    Poke<uint64_t>(bytes, dirents + 3 * sizeof(rafs::Dirent), a.nid);
+    path += "/a";
+  }
+  ASSERT_OK(WriteFileAtomically(dir_.Join("dag.boot"), bytes));
+
+  auto start = std::chrono::steady_clock::now();
+  EXPECT_THAT(Unpack({.bootstrap = dir_.Join("dag.boot"), .output = dir_.Join("out/l.tar")}),
+              StatusIs(absl::StatusCode::kDataLoss, HasSubstr("twice")));
+  EXPECT_EQ(CountEntries(dir_.Join("out")), 0u);
+  EXPECT_THAT(Inspect({.bootstrap = dir_.Join("dag.boot"), .request = "tree"}),
+              StatusIs(absl::StatusCode::kDataLoss, HasSubstr("twice")));
+  EXPECT_THAT(Check({.bootstrap = dir_.Join("dag.boot")}),
+              StatusIs(absl::StatusCode::kDataLoss, HasSubstr("twice")));
+  EXPECT_THAT(Merge({.sources = {dir_.Join("dag.boot")}, .bootstrap = dir_.Join("m.boot")}),
+              StatusIs(absl::StatusCode::kDataLoss, HasSubstr("twice")));
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
 }
 
 TEST_F(ImageTest, BadFlagsAreRejected) {

@@ -2,6 +2,7 @@
 #include <sys/stat.h>
 
 #include <functional>
+#include <unordered_set>
 
 #include "absl/strings/str_format.h"
 #include "base/status_macros.h"
@@ -79,6 +80,7 @@ absl::StatusOr<nlohmann::json> ChunksJson(const rafs::Bootstrap& boot, uint64_t 
 
 absl::StatusOr<nlohmann::json> TreeJson(const rafs::Bootstrap& boot) {
   nlohmann::json out = nlohmann::json::array();
+  std::unordered_set<uint64_t> dirs;  // directories visited
   std::function<absl::Status(uint64_t, const std::string&, int)> walk =
       [&](uint64_t nid, const std::string& path, int depth) -> absl::Status {
     if (depth > 1024) return absl::DataLossError("directory nesting deeper than 1024");
@@ -87,6 +89,11 @@ absl::StatusOr<nlohmann::json> TreeJson(const rafs::Bootstrap& boot) {
     j["path"] = path;
     out.push_back(std::move(j));
     if (!inode.is_dir()) return absl::OkStatus();
+    // A directory listed twice (a DAG) would be walked once per path: 2^depth of them.
+    if (!dirs.insert(nid).second) {
+      return absl::DataLossError(
+          StrCat("directory inode ", nid, " is reachable twice (at ", path, ")"));
+    }
     ASSIGN_OR_RETURN(std::vector<rafs::DirEntry> entries, boot.ReadDir(nid));
     for (const rafs::DirEntry& e : entries) {
       if (e.name == "." || e.name == "..") continue;

@@ -116,7 +116,9 @@ absl::StatusOr<nlohmann::json> Merge(const MergeFlags& flags) {
     }
     ASSIGN_OR_RETURN(rafs::Tree tree, rafs::Tree::FromBootstrap(**boot));
     tree.ForEachInode([&](rafs::TreeInode& inode) {
-      for (rafs::ChunkRef& c : inode.chunks) c.blob_index = remap[c.blob_index];
+      for (rafs::ChunkRef& c : inode.chunks) {
+        if (!c.hole) c.blob_index = remap[c.blob_index];  // a hole names no blob
+      }
     });
     merged.ApplyLayer(tree);
   }

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <functional>
 #include <map>
+#include <unordered_set>
 
 #include "base/file.h"
 #include "base/status_macros.h"
@@ -80,6 +81,11 @@ class Unpacker {
     RETURN_IF_ERROR(writer_.End());
     ++entries_;
     if (!inode.is_dir()) return absl::OkStatus();
+    // A directory listed twice (a DAG) would be walked once per path: 2^depth of them.
+    if (!dirs_.insert(nid).second) {
+      return absl::DataLossError(
+          StrCat("directory inode ", nid, " is reachable twice (at ", path, ")"));
+    }
     if (opaque) RETURN_IF_ERROR(EmitWhiteoutFile(Join(path, rafs::kOpaqueWhiteout)));
     ASSIGN_OR_RETURN(std::vector<rafs::DirEntry> children, boot_.ReadDir(nid));
     for (const rafs::DirEntry& e : children) {
@@ -128,6 +134,7 @@ class Unpacker {
   const rafs::LocalChunkReader& reader_;
   tar::Writer& writer_;
   std::map<uint64_t, std::string> first_path_;
+  std::unordered_set<uint64_t> dirs_;  // directories visited
   uint64_t entries_ = 0;
   uint64_t sockets_ = 0;
 };

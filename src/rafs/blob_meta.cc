@@ -5,30 +5,16 @@
 #include "base/status_macros.h"
 #include "base/strings.h"
 #include "rafs/compression.h"
+#include "tar/format.h"
 
 namespace naiad::rafs {
 namespace {
 
-constexpr uint64_t kTarHeaderSize = sizeof(TarHeader);
+constexpr uint64_t kTarHeaderSize = kSectionHeaderSize;
 constexpr uint64_t kMaxTocSize = 64 * 1024;
 
 absl::Status Corrupt(std::string_view what) {
   return absl::DataLossError(StrCat("corrupt blob: ", what));
-}
-
-// Parses an octal tar numeric field (NUL or space terminated).
-absl::StatusOr<uint64_t> ParseOctal(const char* field, size_t size) {
-  uint64_t value = 0;
-  size_t i = 0;
-  while (i < size && field[i] == ' ') ++i;
-  bool any = false;
-  for (; i < size && field[i] >= '0' && field[i] <= '7'; ++i) {
-    if (value > (uint64_t{1} << 60)) return Corrupt("tar size field overflows");
-    value = value * 8 + static_cast<uint64_t>(field[i] - '0');
-    any = true;
-  }
-  if (!any) return Corrupt("tar numeric field is empty");
-  return value;
 }
 
 absl::StatusOr<Compressor> TocCompressor(uint32_t flags) {
@@ -69,12 +55,15 @@ const TocSection* BlobTail::Find(std::string_view name) const {
 
 absl::StatusOr<std::pair<std::string, uint64_t>> ParseSectionTarHeader(std::string_view header) {
   if (header.size() != kTarHeaderSize) return Corrupt("short tar header");
-  TarHeader h;
+  if (!tar::format::ChecksumMatches(header.data())) return Corrupt("section tar header checksum");
+  tar::format::UstarHeader h;
   std::memcpy(&h, header.data(), sizeof(h));
-  if (h.typeflag != '0' && h.typeflag != '\0')
+  if (h.typeflag != tar::format::kTypeRegular && h.typeflag != tar::format::kTypeRegularV7) {
     return Corrupt("section tar header is not a regular file");
-  ASSIGN_OR_RETURN(uint64_t size, ParseOctal(h.size, sizeof(h.size)));
-  return std::make_pair(std::string(h.name, strnlen(h.name, sizeof(h.name))), size);
+  }
+  auto size = tar::format::ParseUnsigned(h.size);
+  if (!size.ok()) return Corrupt("section tar header size");
+  return std::make_pair(std::string(tar::format::FieldString(h.name)), *size);
 }
 
 absl::StatusOr<BlobTail> ReadBlobTail(const BlobReadFn& read, uint64_t blob_size) {

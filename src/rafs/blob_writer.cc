@@ -10,6 +10,7 @@
 #include "base/status_macros.h"
 #include "base/strings.h"
 #include "rafs/compression.h"
+#include "tar/format.h"
 
 namespace naiad::rafs {
 namespace {
@@ -40,19 +41,17 @@ uint32_t TocFlagsFor(Compressor compressor) {
 }
 
 // The GNU-format header written after each section ("reverse tar").
+// GNU magic, zero mode/ids, and a 7-digit checksum: the header upstream writes.
 std::string SectionTarHeader(std::string_view name, uint64_t size) {
-  TarHeader h{};
+  tar::format::UstarHeader h{};
   std::memcpy(h.name, name.data(), std::min(name.size(), sizeof(h.name)));
   std::snprintf(h.size, sizeof(h.size), "%011llo", static_cast<unsigned long long>(size));
   std::snprintf(h.mtime, sizeof(h.mtime), "%011o", 0);
-  h.typeflag = '0';
+  h.typeflag = tar::format::kTypeRegular;
   std::memcpy(h.magic, "ustar ", 6);
   std::memcpy(h.version, " ", 2);
-  std::memset(h.checksum, ' ', sizeof(h.checksum));
-  const auto* bytes = reinterpret_cast<const unsigned char*>(&h);
-  unsigned sum = 0;
-  for (size_t i = 0; i < sizeof(h); ++i) sum += bytes[i];
-  std::snprintf(h.checksum, sizeof(h.checksum), "%07o", sum);
+  std::snprintf(h.chksum, sizeof(h.chksum), "%07o",
+                tar::format::HeaderChecksum(reinterpret_cast<const char*>(&h)));
   return std::string(reinterpret_cast<const char*>(&h), sizeof(h));
 }
 

@@ -432,7 +432,16 @@ absl::StatusOr<std::vector<ChunkRef>> Bootstrap::FileChunks(uint64_t nid) const 
   uint64_t inode_chunk = uint64_t{1} << bits;
   if (inode_chunk < ext_.chunk_size)
     return Corrupt(StrCat("inode ", nid, " chunk smaller than the image's"));
-  uint64_t count = (inode.size + inode_chunk - 1) / inode_chunk;
+  uint64_t count = inode.size / inode_chunk + (inode.size % inode_chunk != 0);
+  // Callers get one ChunkRef per image chunk. Indexes of image-chunk size pay for theirs with
+  // index bytes; an index covering several image chunks (the whole-file form) covers distinct
+  // records of the chunk table, so such a file never has more chunks than the table holds.
+  // Without this bound one hole index could make a few bytes demand billions of ChunkRefs.
+  uint64_t image_chunks = inode.size / ext_.chunk_size + (inode.size % ext_.chunk_size != 0);
+  if (image_chunks > std::max<uint64_t>(count, ext_.chunk_table_size / sizeof(ChunkInfo))) {
+    return Corrupt(StrCat("inode ", nid, ": ", image_chunks, " chunks of ", ext_.chunk_size,
+                          " bytes from ", count, " chunk indexes"));
+  }
   uint64_t index_offset = AlignUp(InodeOffset(nid) + inode.inode_size + XattrAreaSize(inode), 8);
   ASSIGN_OR_RETURN(std::string_view indexes, Slice(index_offset, count * sizeof(ChunkIndex),
                                                    StrCat("chunk indexes of inode ", nid)));

@@ -374,30 +374,9 @@ struct __attribute__((packed)) TocEntry {
 static_assert(sizeof(TocEntry) == 128);
 static_assert(offsetof(TocEntry, compressed_offset) == 56);
 
-// The GNU tar header that follows each blob section ("reverse tar").
-struct __attribute__((packed)) TarHeader {
-  char name[100];
-  char mode[8];
-  char uid[8];
-  char gid[8];
-  char size[12];
-  char mtime[12];
-  char checksum[8];
-  char typeflag;
-  char linkname[100];
-  char magic[6];
-  char version[2];
-  char uname[32];
-  char gname[32];
-  char devmajor[8];
-  char devminor[8];
-  char prefix[155];
-  char padding[12];
-};
-static_assert(sizeof(TarHeader) == 512);
-static_assert(offsetof(TarHeader, typeflag) == 156);
-static_assert(offsetof(TarHeader, magic) == 257);
-static_assert(offsetof(TarHeader, prefix) == 345);
+// Each blob section is followed by a 512-byte GNU tar header naming it ("reverse tar"): see
+// tar::format::UstarHeader in tar/format.h.
+inline constexpr size_t kSectionHeaderSize = 512;
 
 inline constexpr const char* kTocNameBlob = "image.blob";
 inline constexpr const char* kTocNameBootstrap = "image.boot";

@@ -67,6 +67,16 @@ bool IsZeroBlock(const char* block) {
   return std::memcmp(block, kZeros, kBlockSize) == 0;
 }
 
+uint32_t HeaderChecksum(const char* block) {
+  constexpr size_t kBegin = offsetof(UstarHeader, chksum);
+  constexpr size_t kEnd = kBegin + sizeof(UstarHeader::chksum);
+  uint32_t sum = 0;
+  for (size_t i = 0; i < kBlockSize; ++i) {
+    sum += (i >= kBegin && i < kEnd) ? ' ' : static_cast<unsigned char>(block[i]);
+  }
+  return sum;
+}
+
 bool ChecksumMatches(const char* block) {
   constexpr size_t kBegin = offsetof(UstarHeader, chksum);
   constexpr size_t kEnd = kBegin + sizeof(UstarHeader::chksum);

@@ -122,6 +122,10 @@ Dialect DetectDialect(const UstarHeader& header);
 
 bool IsZeroBlock(const char* block);
 
+// The header checksum as writers compute it: the unsigned sum of the block's bytes with the
+// checksum field counted as spaces.
+uint32_t HeaderChecksum(const char* block);
+
 // True if the stored checksum matches the sum of the block's bytes, taken as unsigned or (as some
 // historic tars computed it) signed chars, with the checksum field itself counted as spaces.
 bool ChecksumMatches(const char* block);

@@ -5,32 +5,14 @@
 
 #include "base/status_macros.h"
 #include "base/strings.h"
+#include "tar/format.h"
 
 namespace naiad::tar {
 namespace {
 
 constexpr size_t kBlock = 512;
 
-struct Header {
-  char name[100];
-  char mode[8];
-  char uid[8];
-  char gid[8];
-  char size[12];
-  char mtime[12];
-  char checksum[8];
-  char typeflag;
-  char linkname[100];
-  char magic[6];
-  char version[2];
-  char uname[32];
-  char gname[32];
-  char devmajor[8];
-  char devminor[8];
-  char prefix[155];
-  char padding[12];
-};
-static_assert(sizeof(Header) == kBlock);
+using Header = format::UstarHeader;
 
 char TypeFlag(EntryType type) {
   switch (type) {
@@ -111,12 +93,10 @@ void FillHeader(const Entry& e, Header& h, std::string& pax) {
 }
 
 std::string Seal(Header& h) {
-  std::memset(h.checksum, ' ', sizeof(h.checksum));
-  unsigned sum = 0;
-  const auto* bytes = reinterpret_cast<const unsigned char*>(&h);
-  for (size_t i = 0; i < sizeof(h); ++i) sum += bytes[i];
-  std::snprintf(h.checksum, sizeof(h.checksum), "%06o", sum);
-  h.checksum[7] = ' ';
+  // POSIX: six octal digits, NUL, space.
+  std::snprintf(h.chksum, sizeof(h.chksum), "%06o",
+                format::HeaderChecksum(reinterpret_cast<const char*>(&h)));
+  h.chksum[7] = ' ';
   return std::string(reinterpret_cast<const char*>(&h), sizeof(h));
 }
 
