@@ -1,6 +1,7 @@
 #include "rafs/blob_writer.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -201,6 +202,7 @@ absl::StatusOr<BlobInfo> BlobWriter::Commit() {
   RETURN_IF_ERROR(Write(toc_header));
   info_.compressed_size = offset_;
   if (info_.id.empty()) info_.id = id_hasher_.Finish().Hex();
+  if (::fchmod(fd_.get(), 0644) != 0) return ErrnoError(errno, StrCat("chmod ", temp_));
   if (::fsync(fd_.get()) != 0) return ErrnoError(errno, StrCat("fsync ", temp_));
   fd_.Reset();
   if (::rename(temp_.c_str(), path_.c_str()) != 0)

@@ -35,6 +35,8 @@ struct PreparedChunk {
   std::string stored;
   bool compressed = false;
   uint32_t uncompressed_size = 0;
+  // The digest was already known, so `stored` was left empty: only a duplicate can be this.
+  bool skipped = false;
 };
 
 struct BlobWriterOptions {

@@ -89,6 +89,7 @@ absl::Status LayerBuilder::LoadChunkDicts() {
       ref.digest.algorithm = options_.digester;
       std::memcpy(ref.digest.bytes.data(), info.digest, 32);
       known_chunks_.emplace(DigestKey(ref.digest), ref);
+      pipeline_.MarkKnown(ref.digest);
     }
   }
   return absl::OkStatus();
@@ -105,8 +106,10 @@ absl::Status LayerBuilder::CommitOne() {
     ref = it->second;
     ++(ref.blob_index == 0 ? stats_.chunks_deduplicated : stats_.chunks_from_dict);
   } else {
+    if (chunk.skipped) return absl::InternalError("a chunk skipped as known is not known");
     ASSIGN_OR_RETURN(ref, writer_->Append(chunk));
     known_chunks_.emplace(DigestKey(chunk.digest), ref);
+    pipeline_.MarkKnown(chunk.digest);
     ++stats_.chunks_stored;
   }
   ref.file_offset = uint64_t{pending.index} * options_.chunk_size;

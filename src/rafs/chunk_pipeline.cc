@@ -1,23 +1,30 @@
 #include "rafs/chunk_pipeline.h"
 
+#include "base/status_macros.h"
 #include "rafs/compression.h"
 
 namespace naiad::rafs {
-namespace {
 
-absl::StatusOr<PreparedChunk> Prepare(const ChunkPipelineOptions& options,
-                                      const std::string& data) {
+absl::StatusOr<PreparedChunk> ChunkPipeline::Prepare(const std::string& data) {
   PreparedChunk chunk;
-  chunk.digest = Digest::Of(options.digester, data);
+  chunk.digest = Digest::Of(options_.digester, data);
   chunk.uncompressed_size = static_cast<uint32_t>(data.size());
-  auto compressed = Compress(options.compressor, data);
-  if (!compressed.ok()) return compressed.status();
-  chunk.stored = std::move(compressed->data);
-  chunk.compressed = compressed->compressed;
+  {
+    std::lock_guard lock(known_mu_);
+    chunk.skipped =
+        known_.contains(std::string(chunk.digest.bytes.begin(), chunk.digest.bytes.end()));
+  }
+  if (chunk.skipped) return chunk;
+  ASSIGN_OR_RETURN(Compressed compressed, Compress(options_.compressor, data));
+  chunk.stored = std::move(compressed.data);
+  chunk.compressed = compressed.compressed;
   return chunk;
 }
 
-}  // namespace
+void ChunkPipeline::MarkKnown(const Digest& digest) {
+  std::lock_guard lock(known_mu_);
+  known_.emplace(digest.bytes.begin(), digest.bytes.end());
+}
 
 ChunkPipeline::ChunkPipeline(const ChunkPipelineOptions& options)
     : options_(options), window_(options.window > 0 ? options.window : 2 * options.threads + 2) {
@@ -63,7 +70,7 @@ void ChunkPipeline::Work() {
       job = std::move(queue_.front());
       queue_.pop_front();
     }
-    absl::StatusOr<PreparedChunk> result = Prepare(options_, job->data);
+    absl::StatusOr<PreparedChunk> result = Prepare(job->data);
     std::string().swap(job->data);
     {
       std::lock_guard lock(mu_);

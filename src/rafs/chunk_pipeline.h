@@ -18,6 +18,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <unordered_set>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -40,6 +41,9 @@ class ChunkPipeline {
   ChunkPipeline& operator=(const ChunkPipeline&) = delete;
 
   void Submit(std::string data);
+  // Digests whose chunks are already stored (or in a chunk dictionary): workers hash such chunks
+  // but do not compress them, since the caller will reuse the stored copy. Thread-safe.
+  void MarkKnown(const Digest& digest);
   // The oldest submitted chunk, once ready. FailedPrecondition if nothing is pending.
   absl::StatusOr<PreparedChunk> Next();
   size_t pending() const { return jobs_.size(); }
@@ -52,6 +56,7 @@ class ChunkPipeline {
     bool done = false;
   };
   void Work();
+  absl::StatusOr<PreparedChunk> Prepare(const std::string& data);
 
   ChunkPipelineOptions options_;
   int window_;
@@ -61,6 +66,8 @@ class ChunkPipeline {
   std::deque<std::shared_ptr<Job>> jobs_;   // submission order; owned by the caller's thread
   std::deque<std::shared_ptr<Job>> queue_;  // not yet picked by a worker
   bool stopping_ = false;
+  std::mutex known_mu_;
+  std::unordered_set<std::string> known_;  // digest bytes
   std::vector<std::thread> workers_;
 };
 

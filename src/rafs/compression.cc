@@ -6,6 +6,26 @@
 #include "base/strings.h"
 
 namespace naiad::rafs {
+namespace {
+
+// One compression and one decompression context per thread, reused across chunks: creating a
+// zstd context per call allocates and initializes its workspace each time, which dominated the
+// cost of compressing the many small chunks of a typical layer.
+struct ZstdContexts {
+  ZSTD_CCtx* cctx = ZSTD_createCCtx();
+  ZSTD_DCtx* dctx = ZSTD_createDCtx();
+  ~ZstdContexts() {
+    ZSTD_freeCCtx(cctx);
+    ZSTD_freeDCtx(dctx);
+  }
+};
+
+ZstdContexts& ThreadZstd() {
+  thread_local ZstdContexts contexts;
+  return contexts;
+}
+
+}  // namespace
 
 absl::StatusOr<Compressor> ParseCompressor(std::string_view name) {
   if (name == "zstd") return Compressor::kZstd;
@@ -33,7 +53,8 @@ absl::StatusOr<Compressed> Compress(Compressor compressor, std::string_view inpu
   Compressed out;
   if (compressor == Compressor::kZstd) {
     out.data.resize(ZSTD_compressBound(input.size()));
-    size_t n = ZSTD_compress(out.data.data(), out.data.size(), input.data(), input.size(), level);
+    size_t n = ZSTD_compressCCtx(ThreadZstd().cctx, out.data.data(), out.data.size(), input.data(),
+                                 input.size(), level);
     if (ZSTD_isError(n)) return absl::InternalError(StrCat("zstd: ", ZSTD_getErrorName(n)));
     out.data.resize(n);
   } else if (compressor == Compressor::kLz4Block) {
@@ -63,7 +84,8 @@ absl::StatusOr<std::string> Decompress(Compressor compressor, std::string_view i
   }
   std::string out(uncompressed_size, '\0');
   if (compressor == Compressor::kZstd) {
-    size_t n = ZSTD_decompress(out.data(), out.size(), input.data(), input.size());
+    size_t n =
+        ZSTD_decompressDCtx(ThreadZstd().dctx, out.data(), out.size(), input.data(), input.size());
     if (ZSTD_isError(n)) return absl::DataLossError(StrCat("zstd: ", ZSTD_getErrorName(n)));
     if (n != uncompressed_size) {
       return absl::DataLossError(StrCat("zstd: decoded ", n, " bytes, want ", uncompressed_size));
