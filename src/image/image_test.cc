@@ -14,6 +14,7 @@
 #include "base/file.h"
 #include "base/status_matchers.h"
 #include "base/subprocess.h"
+#include "base/test_files.h"
 #include "image/image_command.h"
 #include "rafs/bootstrap.h"
 #include "rafs/tree_snapshot.h"
@@ -27,15 +28,11 @@ using ::naiad::testing::StatusIs;
 using ::testing::HasSubstr;
 
 std::string FixturePath(const std::string& relative) {
-  const char* env = std::getenv("NAIAD_SOURCE_DIR");
-  return std::string(env != nullptr ? env : NAIAD_SOURCE_DIR) + "/../shared/fixtures/nydus/" +
-         relative;
+  return ::naiad::testing::NydusFixturePath(relative);
 }
 
 void Write(const std::string& path, const std::string& data, mode_t mode = 0644) {
-  ASSERT_OK_AND_ASSIGN(UniqueFd fd, UniqueFd::Open(path, O_WRONLY | O_CREAT | O_TRUNC, mode));
-  ASSERT_OK(WriteFull(fd.get(), data));
-  ASSERT_EQ(::fchmod(fd.get(), mode), 0);
+  ASSERT_OK(::naiad::testing::WriteTestFile(path, data, mode));
 }
 
 size_t CountEntries(const std::string& dir) {

@@ -24,6 +24,7 @@
 
 #include "base/file.h"
 #include "base/status_matchers.h"
+#include "base/test_files.h"
 #include "rafs/blob_meta.h"
 #include "rafs/bootstrap.h"
 #include "rafs/bootstrap_fuzzer.h"
@@ -38,15 +39,11 @@ using ::naiad::rafs::fuzzing::WalkBootstrap;
 using ::naiad::rafs::fuzzing::WalkStats;
 
 std::string FixturePath(const std::string& relative) {
-  const char* env = std::getenv("NAIAD_SOURCE_DIR");
-  std::string source = env != nullptr ? env : NAIAD_SOURCE_DIR;
-  return source + "/../shared/fixtures/nydus/" + relative;
+  return ::naiad::testing::NydusFixturePath(relative);
 }
 
-// Plain writes: the seed tree needs no fsync, and hundreds of them make the suite slow.
 absl::Status Write(const std::string& path, const std::string& data) {
-  ASSIGN_OR_RETURN(UniqueFd fd, UniqueFd::Open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644));
-  return WriteFull(fd.get(), data);
+  return ::naiad::testing::WriteTestFile(path, data);
 }
 
 std::string Pseudorandom(size_t size, uint64_t seed) {

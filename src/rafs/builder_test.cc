@@ -10,6 +10,7 @@
 
 #include "base/file.h"
 #include "base/status_matchers.h"
+#include "base/test_files.h"
 #include "rafs/blob_meta.h"
 #include "rafs/chunk_reader.h"
 #include "rafs/compression.h"
@@ -40,11 +41,8 @@ std::string Compressible(size_t size) {
   return data;
 }
 
-// Plain writes: test fixtures need no fsync, and hundreds of fsyncs make SetUp slow.
 void Write(const std::string& path, const std::string& data, mode_t mode = 0644) {
-  ASSERT_OK_AND_ASSIGN(UniqueFd fd, UniqueFd::Open(path, O_WRONLY | O_CREAT | O_TRUNC, mode));
-  ASSERT_OK(WriteFull(fd.get(), data));
-  ASSERT_EQ(::fchmod(fd.get(), mode), 0);
+  ASSERT_OK(::naiad::testing::WriteTestFile(path, data, mode));
 }
 
 // A tree with every kind of entry the builder must carry over.

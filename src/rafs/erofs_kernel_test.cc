@@ -12,6 +12,7 @@
 #include "base/file.h"
 #include "base/status_matchers.h"
 #include "base/subprocess.h"
+#include "base/test_files.h"
 #include "rafs/builder.h"
 #include "rafs/tree_snapshot.h"
 
@@ -23,9 +24,7 @@ using ::naiad::rafs::testing::SnapshotDirectory;
 using ::testing::HasSubstr;
 
 void Write(const std::string& path, const std::string& data, mode_t mode = 0644) {
-  ASSERT_OK_AND_ASSIGN(UniqueFd fd, UniqueFd::Open(path, O_WRONLY | O_CREAT | O_TRUNC, mode));
-  ASSERT_OK(WriteFull(fd.get(), data));
-  ASSERT_EQ(::fchmod(fd.get(), mode), 0);
+  ASSERT_OK(::naiad::testing::WriteTestFile(path, data, mode));
 }
 
 class ErofsKernelTest : public ::testing::Test {

@@ -7,6 +7,7 @@
 
 #include "base/file.h"
 #include "base/status_matchers.h"
+#include "base/test_files.h"
 #include "rafs/blob_meta.h"
 #include "rafs/bootstrap.h"
 #include "rafs/compression.h"
@@ -22,9 +23,7 @@ constexpr char kBlobId[] = "be7d77eeb719f70884758d1aa800ed0fb09d701aaec469964e9d
 constexpr char kTocBlobId[] = "2fa78cad554b75ac91a4a125ed148d0ddeb25efa4aaa8bd80e5dc292690a4dca";
 
 std::string FixturePath(const std::string& relative) {
-  const char* env = std::getenv("NAIAD_SOURCE_DIR");
-  std::string source = env != nullptr ? env : NAIAD_SOURCE_DIR;
-  return source + "/../shared/fixtures/nydus/" + relative;
+  return ::naiad::testing::NydusFixturePath(relative);
 }
 
 class FixtureTest : public ::testing::Test {

@@ -16,6 +16,7 @@
 #include "base/file.h"
 #include "base/status_matchers.h"
 #include "base/strings.h"
+#include "base/test_files.h"
 #include "tar/tar_testing.h"
 
 namespace naiad::tar {
@@ -355,9 +356,7 @@ TEST_F(TarGnuTarTest, BsdtarArchives) {
 // ---- the upstream Nydus fixtures ----
 
 std::string FixturePath(const std::string& name) {
-  const char* env = std::getenv("NAIAD_SOURCE_DIR");
-  std::string source = env != nullptr ? env : NAIAD_SOURCE_DIR;
-  return source + "/../shared/fixtures/nydus/tar/" + name;
+  return ::naiad::testing::NydusFixturePath("tar/" + name);
 }
 
 class TarNydusFixtureTest : public ::testing::Test {
