@@ -86,6 +86,16 @@ Digest Sha256::Finish() {
   return digest;
 }
 
+Digest Sha256::Snapshot() const {
+  Digest digest{DigestAlgorithm::kSha256, {}};
+  EVP_MD_CTX* copy = EVP_MD_CTX_new();
+  EVP_MD_CTX_copy_ex(copy, state_->ctx);
+  unsigned int length = 0;
+  EVP_DigestFinal_ex(copy, digest.bytes.data(), &length);
+  EVP_MD_CTX_free(copy);
+  return digest;
+}
+
 struct Blake3::State {
   blake3_hasher hasher;
 };

@@ -62,6 +62,9 @@ class Sha256 final : public Hasher {
 
   void Update(std::string_view data) override;
   Digest Finish() override;
+  // The digest of everything passed so far, without resetting (one hasher can then yield the
+  // digest of a prefix and of the whole).
+  Digest Snapshot() const;
 
  private:
   struct State;

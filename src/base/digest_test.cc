@@ -42,6 +42,14 @@ TEST(Digest, StreamingEqualsOneShotAndHasherResets) {
   }
 }
 
+TEST(Digest, Sha256SnapshotIsThePrefixDigestAndDoesNotReset) {
+  Sha256 hasher;
+  hasher.Update("hello ");
+  EXPECT_EQ(hasher.Snapshot(), Digest::Of(DigestAlgorithm::kSha256, "hello "));
+  hasher.Update("world");
+  EXPECT_EQ(hasher.Finish(), Digest::Of(DigestAlgorithm::kSha256, "hello world"));
+}
+
 TEST(Digest, ParseRoundTripsAndRejectsBadInput) {
   std::string text = Digest::Of(DigestAlgorithm::kSha256, "x").ToString();
   ASSERT_OK_AND_ASSIGN(Digest parsed, Digest::Parse(text));

@@ -18,7 +18,9 @@ namespace {
 class BodyWriter {
  public:
   BodyWriter(int fd, const DownloadOptions& options, DigestAlgorithm verify_with)
-      : fd_(fd), options_(options), verify_(Hasher::New(verify_with)) {}
+      : fd_(fd),
+        options_(options),
+        verify_(verify_with == DigestAlgorithm::kSha256 ? nullptr : Hasher::New(verify_with)) {}
 
   absl::Status OnHeaders(const net::HttpResponse& response) {
     RETURN_IF_ERROR(net::HttpStatusToStatus(response.status, options_.url));
@@ -32,7 +34,7 @@ class BodyWriter {
   absl::Status OnData(std::string_view data) {
     RETURN_IF_ERROR(WriteFull(fd_, data));
     sha256_.Update(data);
-    verify_->Update(data);
+    if (verify_) verify_->Update(data);
     progress_.bytes += data.size();
     absl::Time now = absl::Now();
     if (options_.on_progress && now - last_report_ >= absl::Milliseconds(100)) {
@@ -49,15 +51,18 @@ class BodyWriter {
 
   uint64_t bytes() const { return progress_.bytes; }
   std::optional<uint64_t> total() const { return progress_.total; }
-  Digest FinishSha256() { return sha256_.Finish(); }
-  Digest FinishVerify() { return verify_->Finish(); }
+  // The sha256 of the body, and the digest to verify (the same one unless that is blake3).
+  std::pair<Digest, Digest> Finish() {
+    Digest sha256 = sha256_.Finish();
+    return {sha256, verify_ ? verify_->Finish() : sha256};
+  }
   absl::Duration elapsed() const { return absl::Now() - start_; }
 
  private:
   int fd_;
   const DownloadOptions& options_;
   Sha256 sha256_;
-  std::unique_ptr<Hasher> verify_;
+  std::unique_ptr<Hasher> verify_;  // only when verifying a non-sha256 digest
   DownloadProgress progress_;
   absl::Time start_ = absl::Now();
   absl::Time last_report_ = absl::InfinitePast();
@@ -93,7 +98,7 @@ absl::StatusOr<DownloadResult> Download(net::HttpClient& client, const DownloadO
 
   absl::Status status = client.Send(request).status();
   if (status.ok()) status = VerifyLength(writer, options);
-  Digest got_verify = writer.FinishVerify();
+  auto [sha256, got_verify] = writer.Finish();
   if (status.ok() && options.digest && got_verify != *options.digest) {
     status =
         absl::DataLossError(StrCat(options.url, ": digest mismatch: want ",
@@ -109,7 +114,7 @@ absl::StatusOr<DownloadResult> Download(net::HttpClient& client, const DownloadO
     return status;
   }
   writer.Report();
-  return DownloadResult{writer.bytes(), writer.FinishSha256(), writer.elapsed()};
+  return DownloadResult{writer.bytes(), sha256, writer.elapsed()};
 }
 
 }  // namespace naiad::get

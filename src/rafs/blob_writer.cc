@@ -108,7 +108,6 @@ absl::StatusOr<ChunkRef> BlobWriter::Append(const PreparedChunk& chunk) {
     // Uncompressed blobs keep every chunk at its uncompressed offset, so the kernel's EROFS
     // driver can read them directly as a device.
     std::string pad(kBlockSize - offset_ % kBlockSize, '\0');
-    data_hasher_.Update(pad);
     RETURN_IF_ERROR(Write(pad));
   }
   ChunkRef ref{.ci_index = static_cast<uint32_t>(chunks_.size()),
@@ -124,7 +123,6 @@ absl::StatusOr<ChunkRef> BlobWriter::Append(const PreparedChunk& chunk) {
   chunk_digests_.append(reinterpret_cast<const char*>(chunk.digest.bytes.data()), 32);
   chunks_.push_back(uncompressed_offset_);
   uncompressed_offset_ += AlignUp(chunk.uncompressed_size, kBlockSize);
-  data_hasher_.Update(chunk.stored);
   RETURN_IF_ERROR(Write(chunk.stored));
   return ref;
 }
@@ -133,7 +131,7 @@ absl::StatusOr<BlobInfo> BlobWriter::FinishData(bool inline_bootstrap) {
   if (data_finished_) return absl::FailedPreconditionError("blob data already finished");
   data_finished_ = true;
   uint64_t data_size = offset_;
-  Digest data_digest = data_hasher_.Finish();
+  Digest data_digest = id_hasher_.Snapshot();  // the data section is the blob's first bytes
   RETURN_IF_ERROR(WriteTarHeader(kTocNameBlob, data_size));
   TocEntry blob_entry{};  // upstream records the data section's end as its offset
   blob_entry.flags = kTocNone;

@@ -80,7 +80,6 @@ class BlobWriter {
   uint64_t offset_ = 0;
   uint64_t uncompressed_offset_ = 0;
   Sha256 id_hasher_;              // every byte written
-  Sha256 data_hasher_;            // the chunk-data section
   std::string chunk_infos_;       // v1 records
   std::string chunk_digests_;     // 32 bytes per chunk
   std::vector<uint64_t> chunks_;  // uncompressed offsets, for counting and checks
