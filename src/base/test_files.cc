@@ -12,10 +12,18 @@
 
 namespace naiad::testing {
 
-std::string NydusFixturePath(std::string_view relative) {
+std::string SourcePath(std::string_view relative) {
   const char* env = std::getenv("NAIAD_SOURCE_DIR");
   std::string source = env != nullptr ? env : NAIAD_SOURCE_DIR;
-  return StrCat(source, "/../shared/fixtures/nydus/", relative);
+  return StrCat(source, "/", relative);
+}
+
+std::string SharedPath(std::string_view relative) {
+  return SourcePath(StrCat("../shared/", relative));
+}
+
+std::string NydusFixturePath(std::string_view relative) {
+  return SharedPath(StrCat("fixtures/nydus/", relative));
 }
 
 absl::Status WriteTestFile(const std::string& path, std::string_view data, mode_t mode) {

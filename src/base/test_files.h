@@ -19,6 +19,10 @@ namespace naiad::testing {
 // <source dir>/../shared/fixtures/nydus/<relative>. The source dir is $NAIAD_SOURCE_DIR (ctest
 // sets it) or the one this library was built from.
 std::string NydusFixturePath(std::string_view relative);
+// <source dir>/<relative> (test data checked in beside the code).
+std::string SourcePath(std::string_view relative);
+// <source dir>/../shared/<relative> (the seed document, references and fixtures).
+std::string SharedPath(std::string_view relative);
 
 // Creates or truncates `path` with `data` and exactly `mode`. No fsync: test fixtures need no
 // durability, and hundreds of fsyncs make a suite slow.

@@ -6,6 +6,8 @@
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -45,8 +47,9 @@ absl::StatusOr<UniqueFd> MakeEventFd(int flags) {
   return UniqueFd(fd);
 }
 
-// "1.2.3.4:80" or "[::1]:80".
+// "1.2.3.4:80", "[::1]:80" or "unix".
 std::string FormatAddress(const sockaddr_storage& address) {
+  if (address.ss_family == AF_UNIX) return "unix";
   char text[INET6_ADDRSTRLEN] = "?";
   if (address.ss_family == AF_INET6) {
     const auto& v6 = reinterpret_cast<const sockaddr_in6&>(address);
@@ -117,6 +120,7 @@ absl::Status ConnectionPool::Listen() {
   ASSIGN_OR_RETURN(stop_fd_, MakeEventFd(0));
   ASSIGN_OR_RETURN(kill_fd_, MakeEventFd(0));
   ASSIGN_OR_RETURN(pressure_fd_, MakeEventFd(EFD_SEMAPHORE));
+  if (!options_.unix_socket_path.empty()) return ListenUnix();
   sockaddr_storage address;
   socklen_t length;
   if (!ParseAddress(options_.address, options_.port, &address, &length)) {
@@ -137,6 +141,68 @@ absl::Status ConnectionPool::Listen() {
       ntohs(address.ss_family == AF_INET6 ? reinterpret_cast<const sockaddr_in6&>(address).sin6_port
                                           : reinterpret_cast<const sockaddr_in&>(address).sin_port);
   return absl::OkStatus();
+}
+
+absl::Status ConnectionPool::ListenUnix() {
+  const std::string& path = options_.unix_socket_path;
+  const std::string what = StrCat("listening on unix socket ", path);
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  if (path.size() >= sizeof(address.sun_path)) {
+    return absl::InvalidArgumentError(
+        StrCat(what, ": path longer than ", sizeof(address.sun_path) - 1, " bytes"));
+  }
+  path.copy(address.sun_path, path.size());
+  const auto* addr = reinterpret_cast<const sockaddr*>(&address);
+  const socklen_t length = sizeof(address);
+  host_ = "localhost";
+
+  // A socket file left by a server that died is replaced; one a server still answers on is not,
+  // and neither is anything that is not a socket.
+  struct stat st;
+  if (::lstat(path.c_str(), &st) == 0) {
+    if (!S_ISSOCK(st.st_mode)) {
+      return absl::FailedPreconditionError(StrCat(what, ": exists and is not a socket"));
+    }
+    UniqueFd probe(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    if (probe.valid() && ::connect(probe.get(), addr, length) == 0) {
+      return absl::AlreadyExistsError(StrCat(what, ": another server is listening there"));
+    }
+    if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
+      return ErrnoError(errno, StrCat(what, ": removing stale socket"));
+    }
+  } else if (errno != ENOENT) {
+    return ErrnoError(errno, StrCat(what, ": stat"));
+  }
+
+  listen_fd_ = UniqueFd(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  if (!listen_fd_.valid()) return ErrnoError(errno, what);
+  if (::bind(listen_fd_.get(), addr, length) != 0) return ErrnoError(errno, what);
+  // Owner only, set before listen(): until then a connect() is refused anyway.
+  if (::chmod(path.c_str(), 0600) != 0 || ::stat(path.c_str(), &st) != 0) {
+    absl::Status status = ErrnoError(errno, StrCat(what, ": chmod"));
+    ::unlink(path.c_str());
+    return status;
+  }
+  socket_file_bound_ = true;
+  socket_dev_ = st.st_dev;
+  socket_ino_ = st.st_ino;
+  if (::listen(listen_fd_.get(), SOMAXCONN) != 0) {
+    absl::Status status = ErrnoError(errno, what);
+    RemoveSocketFile();
+    return status;
+  }
+  return absl::OkStatus();
+}
+
+void ConnectionPool::RemoveSocketFile() {
+  if (!socket_file_bound_) return;
+  socket_file_bound_ = false;
+  struct stat st;
+  const std::string& path = options_.unix_socket_path;
+  if (::lstat(path.c_str(), &st) == 0 && st.st_dev == socket_dev_ && st.st_ino == socket_ino_) {
+    ::unlink(path.c_str());
+  }
 }
 
 absl::Status ConnectionPool::StartThreads() {
@@ -174,8 +240,10 @@ void ConnectionPool::AcceptLoop() {
       ::poll(&stop, 1, 100);  // e.g. out of descriptors: back off instead of spinning
       continue;
     }
-    int one = 1;
-    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (remote.ss_family != AF_UNIX) {
+      int one = 1;
+      ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    }
     Enqueue(fd, FormatAddress(remote));
   }
 }
@@ -265,6 +333,7 @@ void ConnectionPool::Shutdown(absl::Duration grace) {
   if (stop_fd_.valid()) Notify(stop_fd_.get());  // the acceptor and idle connections stop now
   if (accept_thread_.joinable()) accept_thread_.join();
   listen_fd_.Reset();  // new connections are refused from here on
+  RemoveSocketFile();
   {
     std::unique_lock lock(mu_);
     workers_exit_ = true;

@@ -13,6 +13,8 @@
 // The queue is bounded; beyond it connections wait in the kernel's accept backlog.
 #pragma once
 
+#include <sys/types.h>
+
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
@@ -35,6 +37,9 @@ namespace naiad::net::internal {
 struct PoolOptions {
   std::string address = "127.0.0.1";  // a numeric IPv4 or IPv6 address
   uint16_t port = 0;                  // 0 picks a free port
+  // Listen on this unix-domain socket instead of address:port. A stale socket file is replaced
+  // (a live one is an error), the socket is made 0600, and Shutdown() removes it.
+  std::string unix_socket_path;
   int threads = 16;
   absl::Duration idle_timeout = absl::Seconds(60);
 };
@@ -43,7 +48,7 @@ class ConnectionPool {
  public:
   struct Connection {
     int fd;
-    std::string remote;  // "ip:port", "[ipv6]:port"
+    std::string remote;  // "ip:port", "[ipv6]:port", or "unix"
   };
   // Serves one connection until it should close; the pool closes the descriptor afterwards.
   // Workers run before Start() returns, hence the pool argument.
@@ -57,8 +62,8 @@ class ConnectionPool {
   ConnectionPool(const ConnectionPool&) = delete;
   ConnectionPool& operator=(const ConnectionPool&) = delete;
 
-  uint16_t port() const { return port_; }
-  // The address as a URL host: "127.0.0.1", "[::1]".
+  uint16_t port() const { return port_; }  // 0 on a unix socket
+  // The address as a URL host: "127.0.0.1", "[::1]"; "localhost" on a unix socket.
   const std::string& host() const { return host_; }
   // Becomes readable when the grace period is over; every I/O wait on a connection watches it.
   int kill_fd() const { return kill_fd_.get(); }
@@ -78,6 +83,9 @@ class ConnectionPool {
  private:
   ConnectionPool(const PoolOptions& options, ServeFn serve);
   absl::Status Listen();
+  absl::Status ListenUnix();
+  // Removes our socket file, unless something else has replaced it since.
+  void RemoveSocketFile();
   absl::Status StartThreads();
   void AcceptLoop();
   bool WaitForQueueRoom();
@@ -92,6 +100,10 @@ class ConnectionPool {
   UniqueFd listen_fd_;
   uint16_t port_ = 0;
   std::string host_;
+  // The unix socket we bound (device and inode), to remove it and only it.
+  bool socket_file_bound_ = false;
+  dev_t socket_dev_ = 0;
+  ino_t socket_ino_ = 0;
   UniqueFd stop_fd_, kill_fd_, pressure_fd_;
   std::atomic<bool> stopping_{false};
   std::atomic<bool> killed_{false};

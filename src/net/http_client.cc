@@ -485,7 +485,11 @@ absl::Status HttpClient::Impl::Configure(const HttpRequest& r, Transfer* t,
   o.Set(CURLOPT_PROXY, options.proxy.c_str());
   o.Set(CURLOPT_USERAGENT, user_agent.c_str());
   o.Set(CURLOPT_HTTPHEADER, headers.get());
-  o.Set(CURLOPT_TCP_KEEPALIVE, 1L);
+  if (options.unix_socket_path.empty()) {
+    o.Set(CURLOPT_TCP_KEEPALIVE, 1L);
+  } else {
+    o.Set(CURLOPT_UNIX_SOCKET_PATH, options.unix_socket_path.c_str());
+  }
   SetMethod(r, t, o);
   o.Set(CURLOPT_FOLLOWLOCATION, r.follow_redirects ? 1L : 0L);
   o.Set(CURLOPT_MAXREDIRS, static_cast<long>(options.max_redirects));

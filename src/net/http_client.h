@@ -81,6 +81,10 @@ struct HttpClientOptions {
   // An HTTP proxy URL for all requests; empty means none (environment variables are ignored).
   std::string proxy;
   std::string user_agent;  // defaults to "naiad/<version>"
+  // Connect to this unix-domain socket instead of the URL's host and port (which then only fill
+  // the Host header): "http://localhost/api/v1/daemon" reaches a daemon's API socket. Applies to
+  // every request and redirect of this client.
+  std::string unix_socket_path;
 };
 
 class HttpClient {

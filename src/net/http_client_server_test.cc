@@ -5,6 +5,8 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -749,6 +751,109 @@ TEST(ClientServerTest, ShutdownFromAHandler) {
   HttpClient fresh;
   EXPECT_THAT(fresh.Get(Url(server, "/")), StatusIs(absl::StatusCode::kUnavailable, _));
   server.reset();  // joins the worker that ran the handler
+}
+
+// The file at `path`: whether it exists, is a socket, and its permission bits.
+struct FileKind {
+  bool exists = false;
+  bool socket = false;
+  mode_t mode = 0;
+};
+FileKind Inspect(const std::string& path) {
+  struct stat st;
+  if (::lstat(path.c_str(), &st) != 0) return {};
+  return {true, S_ISSOCK(st.st_mode), st.st_mode & 07777};
+}
+
+TEST(ClientServerTest, UnixSocketRoundTrip) {
+  ASSERT_OK_AND_ASSIGN(TempDir dir, TempDir::Create("naiad-unix-"));
+  const std::string path = dir.Join("api.sock");
+  std::mutex mu;
+  std::string remote;
+  ASSERT_OK_AND_ASSIGN(auto server, Serve(
+                                        [&](const ServerRequest& r, ResponseWriter& w) {
+                                          {
+                                            std::lock_guard lock(mu);
+                                            remote = r.remote_address;
+                                          }
+                                          if (r.path == "/stream") {  // chunked, in pieces
+                                            if (!w.Begin(200, {}, std::nullopt).ok()) return;
+                                            for (int i = 0; i < 100; ++i) {
+                                              if (!w.Write(Pattern(10000)).ok()) return;
+                                            }
+                                            w.End().IgnoreError();
+                                            return;
+                                          }
+                                          w.Respond(200, Headers({{"X-Path", r.path}}),
+                                                    StrCat(r.method, " ", r.body))
+                                              .IgnoreError();
+                                        },
+                                        {.unix_socket_path = path}));
+  EXPECT_EQ(server->port(), 0);
+  EXPECT_EQ(server->url(), "http://localhost");
+  FileKind kind = Inspect(path);
+  EXPECT_TRUE(kind.socket);
+  EXPECT_EQ(kind.mode, 0600u);
+
+  HttpClient client({.unix_socket_path = path});
+  ASSERT_OK_AND_ASSIGN(HttpResponse response, client.Get(Url(server, "/api/v1/daemon")));
+  EXPECT_EQ(response.status, 200);
+  EXPECT_EQ(response.body, "GET ");
+  EXPECT_THAT(response.headers.Get("X-Path"), Optional(std::string("/api/v1/daemon")));
+  ASSERT_OK_AND_ASSIGN(response, client.Send({.method = "PUT",
+                                              .url = "http://localhost/api/v1/mount?mountpoint=/x",
+                                              .body = "{}"}));
+  EXPECT_EQ(response.body, "PUT {}");
+  ASSERT_OK_AND_ASSIGN(response, client.Get(Url(server, "/stream")));
+  EXPECT_EQ(response.status, 200);
+  EXPECT_EQ(response.body.size(), 100u * 10000u);
+  EXPECT_EQ(response.body.substr(0, 10000), Pattern(10000));
+  EXPECT_EQ(client.connections_opened(), 1u);  // keep-alive over the socket
+  {
+    std::lock_guard lock(mu);
+    EXPECT_EQ(remote, "unix");
+  }
+
+  server->Shutdown();
+  EXPECT_FALSE(Inspect(path).exists);
+  EXPECT_THAT(client.Get("http://localhost/"), StatusIs(absl::StatusCode::kUnavailable, _));
+}
+
+TEST(ClientServerTest, UnixSocketReplacesOnlyAStaleSocket) {
+  ASSERT_OK_AND_ASSIGN(TempDir dir, TempDir::Create("naiad-unix-"));
+  const std::string path = dir.Join("api.sock");
+  auto handler = [](const ServerRequest&, ResponseWriter& w) {
+    w.Respond(200, {}, "ok").IgnoreError();
+  };
+  {
+    // What a killed server leaves: a bound socket file nobody listens on.
+    UniqueFd stale(::socket(AF_UNIX, SOCK_STREAM, 0));
+    sockaddr_un address{};
+    address.sun_family = AF_UNIX;
+    path.copy(address.sun_path, path.size());
+    ASSERT_EQ(::bind(stale.get(), reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
+  }
+  ASSERT_TRUE(Inspect(path).socket);
+  {
+    ASSERT_OK_AND_ASSIGN(auto server, Serve(handler, {.unix_socket_path = path}));
+    HttpClient client({.unix_socket_path = path});
+    ASSERT_OK_AND_ASSIGN(HttpResponse response, client.Get("http://localhost/"));
+    EXPECT_EQ(response.body, "ok");
+    // A socket a live server answers on is not taken over.
+    EXPECT_THAT(Serve(handler, {.unix_socket_path = path}),
+                StatusIs(absl::StatusCode::kAlreadyExists, HasSubstr("listening")));
+    ASSERT_OK_AND_ASSIGN(response, client.Get("http://localhost/"));
+    EXPECT_EQ(response.body, "ok");
+  }
+  EXPECT_FALSE(Inspect(path).exists);  // the destructor shuts down and removes it
+
+  // Anything but a socket is left alone.
+  ASSERT_OK(WriteFileAtomically(path, "data"));
+  EXPECT_THAT(Serve(handler, {.unix_socket_path = path}),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("not a socket")));
+  EXPECT_THAT(ReadFileToString(path), ::naiad::testing::IsOkAndHolds(std::string("data")));
+  EXPECT_THAT(Serve(handler, {.unix_socket_path = dir.Join(std::string(200, 'x'))}),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("longer")));
 }
 
 TEST(HttpClientTls, VerifiesByDefaultAndTrustsExtraCaFiles) {

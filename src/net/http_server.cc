@@ -355,6 +355,7 @@ class ServerImpl final : public HttpServer {
   absl::Status Start() {
     internal::PoolOptions pool_options{.address = options_.address,
                                        .port = options_.port,
+                                       .unix_socket_path = options_.unix_socket_path,
                                        .threads = options_.threads,
                                        .idle_timeout = options_.idle_timeout};
     ASSIGN_OR_RETURN(pool_,
@@ -364,7 +365,10 @@ class ServerImpl final : public HttpServer {
   }
 
   uint16_t port() const override { return pool_->port(); }
-  std::string url() const override { return StrCat("http://", pool_->host(), ":", port()); }
+  std::string url() const override {
+    if (!options_.unix_socket_path.empty()) return StrCat("http://", pool_->host());
+    return StrCat("http://", pool_->host(), ":", port());
+  }
   void Shutdown(absl::Duration grace) override { pool_->Shutdown(grace); }
 
  private:

@@ -44,7 +44,7 @@ struct ServerRequest {
   std::string query;   // the part after '?', without it
   HttpHeaders headers;
   std::string body;
-  std::string remote_address;  // "ip:port"
+  std::string remote_address;  // "ip:port", or "unix" on a unix-domain socket
 };
 
 class ResponseWriter {
@@ -70,7 +70,12 @@ using HttpHandler = std::function<void(const ServerRequest&, ResponseWriter&)>;
 struct HttpServerOptions {
   std::string address = "127.0.0.1";
   uint16_t port = 0;  // 0 picks a free port; see HttpServer::port()
-  int threads = 16;   // connections served at once; more wait in the accept backlog
+  // When set, listen on this unix-domain socket instead of address:port (a daemon's API socket).
+  // A stale socket file there is replaced; a socket another server still listens on is an error
+  // (AlreadyExists), and so is a file that is not a socket. The socket is made 0600 (owner only)
+  // and removed by Shutdown(). Clients reach it with HttpClientOptions::unix_socket_path.
+  std::string unix_socket_path;
+  int threads = 16;  // connections served at once; more wait in the accept backlog
   absl::Duration idle_timeout = absl::Seconds(60);  // keep-alive connection with no request
   // Reading a whole request; writing a response, per wait for the client to take more bytes.
   absl::Duration io_timeout = absl::Seconds(60);
@@ -83,8 +88,8 @@ class HttpServer {
                                                            HttpHandler handler);
   virtual ~HttpServer() = default;
 
-  virtual uint16_t port() const = 0;
-  // "http://<address>:<port>"
+  virtual uint16_t port() const = 0;  // 0 on a unix socket
+  // "http://<address>:<port>"; "http://localhost" on a unix socket.
   virtual std::string url() const = 0;
   // Stops accepting; requests in flight may finish for up to `grace`; then every connection is
   // closed and the threads are joined. Idempotent; the destructor calls it. Idle keep-alive

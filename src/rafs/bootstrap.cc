@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <tuple>
 
 #include "base/status_macros.h"
 #include "base/strings.h"
@@ -59,6 +60,27 @@ absl::StatusOr<std::string> XattrPrefixName(uint8_t index) {
 bool Inode::is_dir() const { return S_ISDIR(mode); }
 bool Inode::is_regular() const { return S_ISREG(mode); }
 bool Inode::is_symlink() const { return S_ISLNK(mode); }
+
+uint32_t FileTypeToMode(FileType type) {
+  switch (type) {
+    case FileType::kRegular:
+      return S_IFREG;
+    case FileType::kDirectory:
+      return S_IFDIR;
+    case FileType::kCharDevice:
+      return S_IFCHR;
+    case FileType::kBlockDevice:
+      return S_IFBLK;
+    case FileType::kFifo:
+      return S_IFIFO;
+    case FileType::kSocket:
+      return S_IFSOCK;
+    case FileType::kSymlink:
+      return S_IFLNK;
+    default:
+      return 0;
+  }
+}
 
 FileType FileTypeFromMode(uint32_t mode) {
   switch (mode & S_IFMT) {
@@ -374,6 +396,23 @@ absl::StatusOr<std::vector<std::pair<std::string, std::string>>> Bootstrap::Xatt
   return xattrs;
 }
 
+ChunkRef Bootstrap::RefFromInfo(const ChunkInfo& info) const {
+  return ChunkRefFromInfo(info, digester());
+}
+
+ChunkRef ChunkRefFromInfo(const ChunkInfo& info, DigestAlgorithm digester) {
+  ChunkRef ref{.blob_index = info.blob_index,
+               .ci_index = info.index,
+               .compressed_offset = info.compressed_offset,
+               .compressed_size = info.compressed_size,
+               .uncompressed_offset = info.uncompressed_offset,
+               .uncompressed_size = info.uncompressed_size,
+               .compressed = (info.flags & kChunkCompressed) != 0};
+  ref.digest.algorithm = digester;
+  std::memcpy(ref.digest.bytes.data(), info.digest, 32);
+  return ref;
+}
+
 absl::StatusOr<std::vector<ChunkRef>> Bootstrap::ExpandChunkIndex(const ChunkIndex& index,
                                                                   uint64_t file_offset,
                                                                   uint64_t length) const {
@@ -403,16 +442,8 @@ absl::StatusOr<std::vector<ChunkRef>> Bootstrap::ExpandChunkIndex(const ChunkInd
       return Corrupt(StrCat("chunk ", ci, " of blob ", blob,
                             ": index and chunk table disagree on its offset"));
     }
-    ChunkRef ref{.file_offset = file_offset + off,
-                 .blob_index = blob,
-                 .ci_index = ci,
-                 .compressed_offset = info.compressed_offset,
-                 .compressed_size = info.compressed_size,
-                 .uncompressed_offset = info.uncompressed_offset,
-                 .uncompressed_size = info.uncompressed_size,
-                 .compressed = (info.flags & kChunkCompressed) != 0};
-    ref.digest.algorithm = digester();
-    std::memcpy(ref.digest.bytes.data(), info.digest, 32);
+    ChunkRef ref = RefFromInfo(info);
+    ref.file_offset = file_offset + off;
     chunks.push_back(ref);
   }
   return chunks;
@@ -462,6 +493,19 @@ std::vector<ChunkInfo> Bootstrap::ChunkTable() const {
   std::memcpy(table.data(), data_.data() + ext_.chunk_table_offset,
               table.size() * sizeof(ChunkInfo));
   return table;
+}
+
+std::vector<ChunkRef> Bootstrap::BlobChunks(uint32_t blob_index) const {
+  std::vector<ChunkRef> chunks;
+  for (const ChunkInfo& info : ChunkTable()) {
+    if (info.blob_index == blob_index) chunks.push_back(RefFromInfo(info));
+  }
+  std::sort(chunks.begin(), chunks.end(), [](const ChunkRef& a, const ChunkRef& b) {
+    return std::tie(a.compressed_offset, a.ci_index) < std::tie(b.compressed_offset, b.ci_index);
+  });
+  auto same = [](const ChunkRef& a, const ChunkRef& b) { return a.ci_index == b.ci_index; };
+  chunks.erase(std::unique(chunks.begin(), chunks.end(), same), chunks.end());
+  return chunks;
 }
 
 }  // namespace naiad::rafs

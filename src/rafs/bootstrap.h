@@ -120,6 +120,9 @@ class Bootstrap {
   absl::StatusOr<std::vector<ChunkRef>> FileChunks(uint64_t nid) const;
   // All records of the chunk-info table.
   std::vector<ChunkInfo> ChunkTable() const;
+  // The distinct chunks of one blob that the chunk table references, by compressed offset
+  // (file_offset is 0: a chunk may belong to many files). For prefetch and read amplification.
+  std::vector<ChunkRef> BlobChunks(uint32_t blob_index) const;
 
  private:
   explicit Bootstrap(std::string owned) : owned_(std::move(owned)), data_(owned_) {}
@@ -136,6 +139,7 @@ class Bootstrap {
   // Inline data (directory blocks, symlink targets) of a non-chunked inode.
   absl::StatusOr<std::string_view> InodeData(const Inode& inode) const;
   uint64_t XattrAreaSize(const Inode& inode) const;
+  ChunkRef RefFromInfo(const ChunkInfo& info) const;
   absl::StatusOr<std::vector<ChunkRef>> ExpandChunkIndex(const ChunkIndex& index,
                                                          uint64_t file_offset,
                                                          uint64_t length) const;
@@ -153,5 +157,10 @@ class Bootstrap {
 
 // "drwxr-xr-x"-style type letter for a mode, and FileType from a mode.
 FileType FileTypeFromMode(uint32_t mode);
+// A chunk-table record as a ChunkRef (file_offset 0).
+ChunkRef ChunkRefFromInfo(const ChunkInfo& info, DigestAlgorithm digester);
+
+// The S_IFMT bits of a file type (0 for kUnknown).
+uint32_t FileTypeToMode(FileType type);
 
 }  // namespace naiad::rafs

@@ -24,6 +24,7 @@
 #include "base/subprocess.h"
 #include "nlohmann/json.hpp"
 #include "test/testing/netns_cluster.h"
+#include "test/testing/rafs_convert.h"
 #include "test/testing/registry_fixture.h"
 #include "test/testing/test_images.h"
 
@@ -61,57 +62,29 @@ void Step(const std::string& text) {
 
 double Mb(uint64_t bytes) { return static_cast<double>(bytes) / 1e6; }
 
-absl::StatusOr<nlohmann::json> RunJson(const std::vector<std::string>& argv) {
-  ASSIGN_OR_RETURN(std::string out, RunCommandOk(argv, {.timeout = absl::Minutes(20)}));
-  size_t brace = out.find('{');
-  if (brace == std::string::npos) return absl::InternalError(StrCat("no JSON from ", argv[0]));
-  nlohmann::json j = nlohmann::json::parse(out.substr(brace), nullptr, false);
-  if (j.is_discarded())
-    return absl::InternalError(StrCat("bad JSON from ", CommandLineForDisplay(argv)));
-  return j;
-}
-
 // Converts every OCI layer with `naiad image create`, merges the layer bootstraps, and pushes
 // the blobs and the bootstrap to the registry.
 absl::StatusOr<ConvertedImage> Convert(const Flags& flags, const TestImage& image,
                                        RegistryFixture& registry, const std::string& work) {
+  ASSIGN_OR_RETURN(testing::RafsImage rafs, testing::ConvertToRafs(image, work, flags.naiad));
   ConvertedImage converted;
-  std::string blobs = work + "/blobs";
-  RETURN_IF_ERROR(CreateDirectories(blobs));
-  std::vector<std::string> layer_boots;
   std::printf("  %-8s %12s %12s %8s %8s %10s\n", "layer", "OCI MB", "RAFS MB", "files", "chunks",
               "seconds");
-  for (size_t i = 0; i < image.layers.size(); ++i) {
-    std::string source =
-        StrCat(image.layout_dir, "/blobs/sha256/", image.layers[i].digest.substr(7));
-    std::string boot = StrCat(work, "/layer", i, ".boot");
-    ASSIGN_OR_RETURN(nlohmann::json out,
-                     RunJson({flags.naiad, "image", "create", source, "-t", "targz-rafs", "-D",
-                              blobs, "--blob-inline-meta", "--features", "blob-toc", "-B", boot}));
-    std::string blob_path = out["blob_path"];
-    ASSIGN_OR_RETURN(Digest pushed, registry.PushBlobFile("library/python-naiad", blob_path));
+  for (size_t i = 0; i < rafs.blob_paths.size(); ++i) {
+    ASSIGN_OR_RETURN(Digest pushed,
+                     registry.PushBlobFile("library/python-naiad", rafs.blob_paths[i]));
     converted.blob_digests.push_back(pushed.ToString());
-    converted.blob_sizes.push_back(out["blob_size"].get<uint64_t>());
-    layer_boots.push_back(boot);
+    converted.blob_sizes.push_back(rafs.blob_sizes[i]);
+    const nlohmann::json& out = rafs.layer_reports[i];
     std::printf("  %-8zu %12.1f %12.1f %8llu %8llu %10.1f\n", i, Mb(image.layers[i].size),
-                Mb(out["blob_size"].get<uint64_t>()),
-                out["stats"]["files"].get<unsigned long long>(),
+                Mb(rafs.blob_sizes[i]), out["stats"]["files"].get<unsigned long long>(),
                 out["stats"]["chunks_stored"].get<unsigned long long>(),
                 out["stats"]["seconds"].get<double>());
   }
-  std::string merged = work + "/image.boot";
-  std::vector<std::string> merge = {flags.naiad,
-                                    "image",
-                                    "merge",
-                                    "-B",
-                                    merged,
-                                    "--blob-digests",
-                                    absl::StrJoin(converted.blob_digests, ",")};
-  merge.insert(merge.end(), layer_boots.begin(), layer_boots.end());
-  RETURN_IF_ERROR(RunJson(merge).status());
-  ASSIGN_OR_RETURN(Digest boot_digest, registry.PushBlobFile("library/python-naiad", merged));
+  ASSIGN_OR_RETURN(Digest boot_digest,
+                   registry.PushBlobFile("library/python-naiad", rafs.bootstrap));
   converted.bootstrap_digest = boot_digest.ToString();
-  converted.bootstrap_size = std::filesystem::file_size(merged);
+  converted.bootstrap_size = std::filesystem::file_size(rafs.bootstrap);
   std::printf("  merged bootstrap: %.2f MB, blobs named by their layer digests\n",
               Mb(converted.bootstrap_size));
   return converted;

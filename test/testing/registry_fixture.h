@@ -41,6 +41,7 @@
 #include "base/digest.h"
 #include "base/file.h"
 #include "base/subprocess.h"
+#include "net/http_types.h"
 #include "test/testing/registry_access_log.h"
 
 namespace naiad::net {
@@ -60,6 +61,13 @@ struct RegistryOptions {
   // netns_path is set.
   std::vector<std::string> launcher;
   absl::Duration startup_timeout = absl::Seconds(30);
+  // YAML appended to the registry's config.yml at top level, e.g. an access controller:
+  // "auth:\n  htpasswd:\n    realm: naiad\n    path: /tmp/x/htpasswd\n". With one, the readiness
+  // probe also accepts 401.
+  std::string extra_config;
+  // An Authorization header value sent with the fixture's own requests (readiness probe, pushes),
+  // for registries started with an `auth:` section: "Basic dXNlcjpwYXNz" or "Bearer <jwt>".
+  std::string authorization;
 };
 
 class RegistryFixture {
@@ -118,6 +126,8 @@ class RegistryFixture {
   absl::Status WriteConfig() const;
   absl::StatusOr<uint16_t> ChoosePort() const;
   absl::StatusOr<std::string> ReadLogSinceReset() const;
+  // The fixture's own request headers (see RegistryOptions::authorization).
+  net::HttpHeaders OwnHeaders() const;
   absl::StatusOr<Digest> Upload(std::string_view repo, const Digest& digest, std::string_view data,
                                 const std::string& file);
 
