@@ -39,10 +39,10 @@ absl::StatusOr<std::unique_ptr<FsMount>> FsMount::Start(FsMountOptions options) 
   std::vector<std::string> argv;
   if (!options.netns_path.empty()) argv = {"nsenter", StrCat("--net=", options.netns_path), "--"};
   for (const std::string& arg :
-       {BuildPath("apps/naiad/naiad"), std::string("fs"), std::string("--config"), config_path,
-        std::string("--bootstrap"), options.bootstrap, std::string("--mountpoint"),
-        mount->mountpoint_, std::string("--apisock"), mount->apisock_, std::string("--log-level"),
-        std::string("debug")}) {
+       {options.naiad.empty() ? BuildPath("apps/naiad/naiad") : options.naiad, std::string("fs"),
+        std::string("--config"), config_path, std::string("--bootstrap"), options.bootstrap,
+        std::string("--mountpoint"), mount->mountpoint_, std::string("--apisock"), mount->apisock_,
+        std::string("--log-level"), std::string("debug")}) {
     argv.push_back(arg);
   }
   argv.insert(argv.end(), options.extra_args.begin(), options.extra_args.end());

@@ -29,6 +29,7 @@ struct FsMountOptions {
   std::string mountpoint;  // empty: a fresh directory
   std::vector<std::string> extra_args;
   std::string netns_path;  // run inside this network namespace (nsenter --net)
+  std::string naiad;       // the binary; empty: the one in this build tree
   absl::Duration ready_timeout = absl::Seconds(30);
 };
 
