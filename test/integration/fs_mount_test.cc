@@ -339,6 +339,37 @@ TEST_F(FsMountTest, KillDuringPrefetchLosesNothingAndReusesTheCache) {
   EXPECT_OK(mount->Stop());
 }
 
+TEST_F(FsMountTest, CompressedAndCappedCachesServeCorrectBytes) {
+  StartRegistry();
+  uint64_t blob_size = std::filesystem::file_size(dir_.Join("blobs/" + blob_id_));
+  for (bool compressed : {true, false}) {
+    SCOPED_TRACE(compressed ? "compressed cache" : "cache capped at 4 MiB");
+    ASSERT_OK(RemoveAll(dir_.Join("cache")));
+    json config = RegistryConfig(registry_->host_port(), json::array(), /*cache=*/true);
+    config["digest_validate"] = true;
+    config["device"]["cache"]["compressed"] = compressed;
+    if (!compressed) config["device"]["cache"]["config"]["max_size"] = 4 << 20;
+    for (int round = 0; round < 2; ++round) {
+      ASSERT_OK_AND_ASSIGN(auto mount, FsMount::Start({.config = config, .bootstrap = boot_path_}));
+      ASSERT_OK_AND_ASSIGN(rafs::testing::TreeSnapshot got,
+                           rafs::testing::SnapshotDirectory(mount->mountpoint()));
+      EXPECT_EQ(rafs::testing::DiffSnapshots(want_, got), "");
+      ASSERT_OK_AND_ASSIGN(json backend, mount->Api("/api/v1/metrics/backend"));
+      ASSERT_OK_AND_ASSIGN(json cache, mount->Api("/api/v1/metrics/blobcache"));
+      if (compressed && round == 1) {
+        EXPECT_EQ(SourceBytes(backend, "origin"), 0u) << "a full compressed cache is reused";
+      }
+      if (!compressed) {
+        EXPECT_LE(cache["stored_bytes"].get<uint64_t>(), 4u << 20) << cache.dump();
+        EXPECT_GT(cache["evicted_bytes"].get<uint64_t>(), 0u) << cache.dump();
+      }
+      EXPECT_EQ(cache["corrupt_cached"], 0) << cache.dump();
+      EXPECT_LE(SourceBytes(backend, "origin"), 2 * blob_size);
+      EXPECT_OK(mount->Stop());
+    }
+  }
+}
+
 TEST_F(FsMountTest, SigtermUnmountsEvenWithAnOpenFile) {
   StartRegistry();
   ASSERT_OK_AND_ASSIGN(auto mount, FsMount::Start({.config = RegistryConfig(registry_->host_port()),
