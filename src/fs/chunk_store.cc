@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <tuple>
 
 #include "absl/synchronization/notification.h"
 #include "base/logging.h"
@@ -41,14 +42,14 @@ absl::StatusOr<std::unique_ptr<ChunkStore>> ChunkStore::Create(const rafs::Boots
                                                                cache::BlobCache* cache,
                                                                ChunkStoreOptions options) {
   std::unique_ptr<ChunkStore> store(new ChunkStore(boot, backend, cache, options));
+  store->blob_chunks_ = boot.ChunksByBlob();
   for (const rafs::BlobInfo& blob : boot.blobs()) {
-    store->blob_chunks_.push_back(boot.BlobChunks(blob.index));
     std::shared_ptr<cache::BlobCacheFile> file;
     if (cache != nullptr) {
       absl::StatusOr<std::shared_ptr<cache::BlobCacheFile>> opened = cache->OpenBlob(blob);
       if (!opened.ok()) return Annotate(opened.status(), StrCat("blob cache for ", blob.id));
       file = std::move(*opened);
-      file->RegisterChunks(store->blob_chunks_.back());
+      file->RegisterChunks(store->blob_chunks_[blob.index]);
     }
     store->cache_files_.push_back(std::move(file));
   }
@@ -309,6 +310,7 @@ absl::Status ChunkStore::GetChunks(std::span<const ChunkRef> chunks, ReadPriorit
     if (on_demand) {
       absl::MutexLock lock(&mu_);
       --on_demand_fetches_;
+      last_on_demand_ = absl::Now();
     }
   }
   absl::Status status;
@@ -386,11 +388,21 @@ absl::Status ChunkStore::Warm(std::span<const ChunkRef> chunks, uint64_t max_req
   return absl::OkStatus();
 }
 
-void ChunkStore::WaitForOnDemandIdle(absl::Duration limit) {
+void ChunkStore::WaitForOnDemandIdle(absl::Duration quiet, absl::Duration limit) {
+  absl::Time deadline = absl::Now() + limit;
   absl::MutexLock lock(&mu_);
-  mu_.AwaitWithTimeout(absl::Condition(
-                           +[](int* fetches) { return *fetches == 0; }, &on_demand_fetches_),
-                       limit);
+  while (true) {
+    mu_.AwaitWithDeadline(absl::Condition(
+                              +[](int* fetches) { return *fetches == 0; }, &on_demand_fetches_),
+                          deadline);
+    absl::Time quiet_at = last_on_demand_ + quiet;
+    absl::Time now = absl::Now();
+    if (on_demand_fetches_ > 0 || now >= deadline || now >= quiet_at) return;
+    // Sleep out the rest of the quiet period (woken early when a reader starts fetching).
+    mu_.AwaitWithDeadline(absl::Condition(
+                              +[](int* fetches) { return *fetches > 0; }, &on_demand_fetches_),
+                          std::min(quiet_at, deadline));
+  }
 }
 
 }  // namespace naiad::fs

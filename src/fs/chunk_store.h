@@ -82,8 +82,10 @@ class ChunkStore {
   absl::Status Warm(std::span<const rafs::ChunkRef> chunks, uint64_t max_request);
 
   bool IsCached(const rafs::ChunkRef& chunk) const;
-  // Blocks while any on-demand fetch is in flight, at most `limit`.
-  void WaitForOnDemandIdle(absl::Duration limit);
+  // Blocks while an on-demand fetch is in flight or one ended less than `quiet` ago (a starting
+  // container reads in bursts with short gaps; prefetch must not take the link in those gaps),
+  // at most `limit`.
+  void WaitForOnDemandIdle(absl::Duration quiet, absl::Duration limit);
 
   const ChunkStoreMetrics& metrics() const { return metrics_; }
   const rafs::Bootstrap& bootstrap() const { return boot_; }
@@ -129,6 +131,7 @@ class ChunkStore {
   absl::Mutex mu_;
   absl::flat_hash_map<uint64_t, std::shared_ptr<Pending>> inflight_ ABSL_GUARDED_BY(mu_);
   int on_demand_fetches_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::Time last_on_demand_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
 };
 
 }  // namespace naiad::fs

@@ -3,6 +3,8 @@
 #include <pthread.h>
 #include <sys/resource.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <csignal>
 #include <thread>
 
@@ -51,6 +53,20 @@ void AddFlags(CLI::App& app, Flags& f) {
   app.add_option("--registry-scheme", d.registry_scheme, "Naiad: http or https");
 }
 
+// Raises the open-file limit to `want`, or as far as the hard limit allows.
+void RaiseOpenFileLimit(uint64_t want) {
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur >= want) return;
+  rlimit raised{want, std::max<rlim_t>(want, limit.rlim_max)};
+  if (setrlimit(RLIMIT_NOFILE, &raised) == 0) return;
+  raised = {std::min<rlim_t>(want, limit.rlim_max), limit.rlim_max};
+  if (setrlimit(RLIMIT_NOFILE, &raised) != 0) {
+    LogWarn("could not raise RLIMIT_NOFILE", {{"error", ErrnoError(errno, "setrlimit")}});
+  } else if (raised.rlim_cur < want) {
+    LogDebug("RLIMIT_NOFILE raised to the hard limit", {{"limit", raised.rlim_cur}});
+  }
+}
+
 absl::Status Prepare(const Flags& f) {
   ASSIGN_OR_RETURN(LogLevel level, ParseLogLevel(f.log_level));
   SetLogLevel(level);
@@ -60,10 +76,7 @@ absl::Status Prepare(const Flags& f) {
     return absl::UnimplementedError("--virtual-mountpoint other than / is not supported");
   }
   if (!f.supervisor.empty()) LogWarn("--supervisor is ignored: Naiad has no hot upgrade");
-  if (f.rlimit_nofile > 0) {
-    rlimit limit{f.rlimit_nofile, f.rlimit_nofile};
-    if (setrlimit(RLIMIT_NOFILE, &limit) != 0) LogWarn("could not raise RLIMIT_NOFILE");
-  }
+  if (f.rlimit_nofile > 0) RaiseOpenFileLimit(f.rlimit_nofile);
   return absl::OkStatus();
 }
 

@@ -12,7 +12,10 @@ namespace {
 
 using rafs::ChunkRef;
 
-constexpr size_t kMaxListedFiles = 1 << 20;  // a hostile table cannot make the plan unbounded
+constexpr size_t kMaxListedFiles = 1 << 20;
+// Prefetch waits until readers have fetched nothing for this long.
+constexpr absl::Duration kReaderQuietPeriod =
+    absl::Milliseconds(300);  // a hostile table cannot make the plan unbounded
 
 uint64_t Key(const ChunkRef& chunk) { return (uint64_t{chunk.blob_index} << 32) | chunk.ci_index; }
 
@@ -69,8 +72,8 @@ std::vector<Prefetcher::Batch> Prefetcher::Plan() {
   });
   order = std::move(listed);
   if (config_.prefetch_all || everything) {
-    for (const rafs::BlobInfo& blob : boot.blobs()) {
-      for (const ChunkRef& chunk : boot.BlobChunks(blob.index)) {
+    for (const std::vector<ChunkRef>& blob : boot.ChunksByBlob()) {
+      for (const ChunkRef& chunk : blob) {
         if (planned.insert(Key(chunk)).second) order.push_back(chunk);
       }
     }
@@ -132,7 +135,7 @@ void Prefetcher::Work() {
     size_t index = next_.fetch_add(1);
     if (index >= batches_.size()) break;
     const Batch& batch = batches_[index];
-    store_->WaitForOnDemandIdle(absl::Seconds(1));
+    store_->WaitForOnDemandIdle(kReaderQuietPeriod, absl::Seconds(5));
     if (!Throttle(batch.bytes)) break;
     absl::Status status = store_->Warm(batch.chunks, config_.merging_size);
     absl::MutexLock lock(&mu_);

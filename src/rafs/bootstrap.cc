@@ -396,6 +396,19 @@ absl::StatusOr<std::vector<std::pair<std::string, std::string>>> Bootstrap::Xatt
   return xattrs;
 }
 
+namespace {
+
+// By compressed offset, each chunk-info index once.
+void SortAndDeduplicate(std::vector<ChunkRef>& chunks) {
+  std::sort(chunks.begin(), chunks.end(), [](const ChunkRef& a, const ChunkRef& b) {
+    return std::tie(a.compressed_offset, a.ci_index) < std::tie(b.compressed_offset, b.ci_index);
+  });
+  auto same = [](const ChunkRef& a, const ChunkRef& b) { return a.ci_index == b.ci_index; };
+  chunks.erase(std::unique(chunks.begin(), chunks.end(), same), chunks.end());
+}
+
+}  // namespace
+
 ChunkRef Bootstrap::RefFromInfo(const ChunkInfo& info) const {
   return ChunkRefFromInfo(info, digester());
 }
@@ -500,11 +513,14 @@ std::vector<ChunkRef> Bootstrap::BlobChunks(uint32_t blob_index) const {
   for (const ChunkInfo& info : ChunkTable()) {
     if (info.blob_index == blob_index) chunks.push_back(RefFromInfo(info));
   }
-  std::sort(chunks.begin(), chunks.end(), [](const ChunkRef& a, const ChunkRef& b) {
-    return std::tie(a.compressed_offset, a.ci_index) < std::tie(b.compressed_offset, b.ci_index);
-  });
-  auto same = [](const ChunkRef& a, const ChunkRef& b) { return a.ci_index == b.ci_index; };
-  chunks.erase(std::unique(chunks.begin(), chunks.end(), same), chunks.end());
+  SortAndDeduplicate(chunks);
+  return chunks;
+}
+
+std::vector<std::vector<ChunkRef>> Bootstrap::ChunksByBlob() const {
+  std::vector<std::vector<ChunkRef>> chunks(blobs_.size());
+  for (const ChunkInfo& info : ChunkTable()) chunks[info.blob_index].push_back(RefFromInfo(info));
+  for (std::vector<ChunkRef>& blob : chunks) SortAndDeduplicate(blob);
   return chunks;
 }
 

@@ -123,6 +123,8 @@ class Bootstrap {
   // The distinct chunks of one blob that the chunk table references, by compressed offset
   // (file_offset is 0: a chunk may belong to many files). For prefetch and read amplification.
   std::vector<ChunkRef> BlobChunks(uint32_t blob_index) const;
+  // BlobChunks() of every blob, by blob index, in one pass over the table.
+  std::vector<std::vector<ChunkRef>> ChunksByBlob() const;
 
  private:
   explicit Bootstrap(std::string owned) : owned_(std::move(owned)), data_(owned_) {}

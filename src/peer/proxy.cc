@@ -1,0 +1,261 @@
+#include "peer/proxy.h"
+
+#include <algorithm>
+
+#include "absl/strings/match.h"
+#include "base/logging.h"
+#include "base/strings.h"
+#include "piece/piece_store.h"
+
+namespace naiad::peer {
+namespace {
+
+// Hop-by-hop and framing headers, which the proxy never copies between its two sides.
+bool IsHopByHop(std::string_view name) {
+  for (std::string_view hop :
+       {"connection", "keep-alive", "proxy-connection", "proxy-authorization", "proxy-authenticate",
+        "te", "trailer", "transfer-encoding", "upgrade", "content-length", "host"}) {
+    if (absl::EqualsIgnoreCase(ToAbsl(name), ToAbsl(hop))) return true;
+  }
+  return false;
+}
+
+net::HttpHeaders CopyHeaders(const net::HttpHeaders& from) {
+  net::HttpHeaders to;
+  for (const auto& [name, value] : from.entries()) {
+    if (!IsHopByHop(name)) to.Add(name, value).IgnoreError();
+  }
+  return to;
+}
+
+std::string WithoutQuery(const std::string& url) { return url.substr(0, url.find_first_of("?#")); }
+
+// The host[:port] of an http(s) URL.
+std::string HostOf(const std::string& url) {
+  size_t start = url.find("://");
+  if (start == std::string::npos) return "";
+  start += 3;
+  return url.substr(start, url.find_first_of("/?#", start) - start);
+}
+
+bool IsHttpUrl(std::string_view url) {
+  return absl::StartsWith(ToAbsl(url), "http://") || absl::StartsWith(ToAbsl(url), "https://");
+}
+
+void Reject(net::ResponseWriter& writer, int status, std::string_view message) {
+  net::HttpHeaders headers;
+  headers.Add("Content-Type", "text/plain").IgnoreError();
+  headers.Add("X-Dragonfly-Error-Type", "proxy").IgnoreError();
+  writer.Respond(status, headers, StrCat(message, "\n")).IgnoreError();
+}
+
+}  // namespace
+
+Proxy::Proxy(const PeerConfig& config, Downloads* downloads, PeerMetrics* metrics)
+    : config_(config),
+      filtered_params_(config.FilteredParams()),
+      downloads_(downloads),
+      metrics_(metrics),
+      client_({.connect_timeout = absl::Seconds(10),
+               .verify_tls = !config.proxy.security.insecure,
+               .ca_files = config.proxy.registry_mirror.certs}) {
+  // Patterns were validated when the config loaded.
+  for (const ProxyRule& rule : config.proxy.proxies)
+    rules_.push_back({std::regex(rule.regx), rule});
+  for (const WhiteListEntry& entry : config.proxy.white_list) {
+    if (!entry.regx.empty()) white_list_.emplace_back(entry.regx);
+  }
+}
+
+const Proxy::Rule* Proxy::MatchRule(const std::string& url) const {
+  std::string bare = WithoutQuery(url);
+  for (const Rule& rule : rules_) {
+    if (std::regex_search(bare, rule.regex)) return &rule;
+  }
+  return nullptr;
+}
+
+bool Proxy::HostAllowed(const std::string& url) const {
+  std::string host = HostOf(url);
+  for (const WhiteListEntry& entry : config_.proxy.white_list) {
+    if (!entry.host.empty() && (host == entry.host || HostOf("x://" + host) == entry.host)) {
+      return true;
+    }
+  }
+  for (const std::regex& regex : white_list_) {
+    if (std::regex_search(host, regex)) return true;
+  }
+  return MatchRule(url) != nullptr;
+}
+
+absl::StatusOr<Proxy::Route> Proxy::Resolve(const net::ServerRequest& request) const {
+  if (request.method == "CONNECT") {
+    return absl::UnimplementedError("CONNECT (HTTPS tunnelling) is not enabled on this proxy");
+  }
+  Route route;
+  bool mirror = absl::StartsWith(ToAbsl(request.target), "/");
+  if (mirror) {
+    std::string base = config_.proxy.registry_mirror.url;
+    if (auto registry = request.headers.Get("X-Dragonfly-Registry");
+        registry.has_value() && config_.proxy.registry_mirror.dynamic) {
+      if (!IsHttpUrl(*registry)) {
+        return absl::InvalidArgumentError(
+            StrCat("X-Dragonfly-Registry \"", *registry, "\" is not an http(s) URL"));
+      }
+      base = *registry;
+    }
+    while (!base.empty() && base.back() == '/') base.pop_back();
+    route.url = base + request.target;
+  } else if (IsHttpUrl(request.target)) {
+    if (!HostAllowed(request.target)) {
+      return absl::PermissionDeniedError(
+          StrCat("host ", HostOf(request.target), " is not named by this proxy's configuration"));
+    }
+    route.url = request.target;
+  } else {
+    return absl::InvalidArgumentError("request target is neither a path nor an http(s) URL");
+  }
+  const Rule* rule = MatchRule(route.url);
+  if (rule != nullptr && rule->config.use_https && absl::StartsWith(ToAbsl(route.url), "http://")) {
+    route.url = "https://" + route.url.substr(strlen("http://"));
+  }
+  bool blob = mirror && piece::BlobDigestOfUrl(route.url).has_value();
+  bool forced = request.headers.Get("X-Dragonfly-Use-P2P") == "true";
+  route.swarm = request.method == "GET" && !config_.proxy.registry_mirror.direct &&
+                ((rule != nullptr && !rule->config.direct) || blob || forced);
+  return route;
+}
+
+void Proxy::Handle(const net::ServerRequest& request, net::ResponseWriter& writer) {
+  absl::StatusOr<Route> route = Resolve(request);
+  if (!route.ok()) {
+    ++metrics_->rejected_requests;
+    Reject(writer,
+           absl::IsUnimplemented(route.status()) ? 405 : net::StatusToHttpStatus(route.status()),
+           ToStd(route.status().message()));
+    return;
+  }
+  if (route->swarm) {
+    ++metrics_->p2p_requests;
+    ServeFromSwarm(request, route->url, writer);
+  } else {
+    ++metrics_->direct_requests;
+    Relay(request, route->url, writer);
+  }
+}
+
+void Proxy::ServeFromSwarm(const net::ServerRequest& request, const std::string& url,
+                           net::ResponseWriter& writer) {
+  std::string task_id = piece::TaskIdForUrl(url, filtered_params_);
+  OriginError origin_error;
+  absl::StatusOr<std::shared_ptr<piece::Task>> opened =
+      downloads_->Open(task_id, {.url = url, .headers = request.headers}, &origin_error);
+  if (!opened.ok()) {
+    if (absl::IsFailedPrecondition(opened.status()) && origin_error.status != 0) {
+      net::HttpHeaders headers;
+      headers.Add("X-Dragonfly-Error-Type", "backend").IgnoreError();
+      writer.Respond(origin_error.status, headers, origin_error.body).IgnoreError();
+      return;
+    }
+    LogWarn("task open failed", {{"url", url}, {"error", opened.status()}});
+    Reject(writer, 502, ToStd(opened.status().message()));
+    return;
+  }
+  std::shared_ptr<piece::Task> task = std::move(*opened);
+  const piece::TaskMeta& meta = task->meta();
+  bool complete = task->complete();
+  if (complete) ++metrics_->task_hits;
+
+  net::ByteRange range{0, meta.content_length};
+  std::optional<std::string> range_header = request.headers.Get("Range");
+  if (range_header.has_value()) {
+    absl::StatusOr<net::ByteRange> parsed =
+        net::ParseRangeHeader(*range_header, meta.content_length);
+    if (!parsed.ok()) {
+      net::HttpHeaders headers;
+      headers.Add("Content-Range", StrCat("bytes */", meta.content_length)).IgnoreError();
+      writer
+          .Respond(absl::IsOutOfRange(parsed.status()) ? 416 : 400, headers,
+                   ToStd(parsed.status().message()))
+          .IgnoreError();
+      return;
+    }
+    range = *parsed;
+  }
+  net::HttpHeaders headers;
+  headers.Add("Accept-Ranges", "bytes").IgnoreError();
+  headers.Add("X-Dragonfly-Task-ID", task_id).IgnoreError();
+  if (!meta.content_type.empty()) headers.Add("Content-Type", meta.content_type).IgnoreError();
+  if (!meta.digest.empty()) headers.Add("Docker-Content-Digest", meta.digest).IgnoreError();
+  if (complete) headers.Add("X-Dragonfly-Task-Download-Finished", "true").IgnoreError();
+  int status = range_header.has_value() ? 206 : 200;
+  if (status == 206) {
+    headers.Add("Content-Range", range.ToContentRange(meta.content_length)).IgnoreError();
+  }
+  if (range.length == 0) {
+    writer.Respond(status, headers, "").IgnoreError();
+    return;
+  }
+  uint32_t first = static_cast<uint32_t>(range.offset / meta.piece_size);
+  uint32_t last = static_cast<uint32_t>((range.end() - 1) / meta.piece_size);
+  bool prefetch =
+      config_.download.prefetch || request.headers.Get("X-Dragonfly-Prefetch") == "true";
+  downloads_->Want(task, first, last, /*whole=*/!range_header.has_value() || prefetch);
+
+  const absl::Duration wait = config_.download.piece_timeout * 3;
+  // Wait for the first piece before answering, so that a failing origin still gets an error
+  // status rather than a truncated body.
+  if (!task->WaitForPieces(first, first, absl::Now() + wait)) {
+    absl::Status failure = task->failure();
+    Reject(writer, failure.ok() ? 504 : 502,
+           failure.ok() ? "timed out waiting for data" : ToStd(failure.message()));
+    return;
+  }
+  if (!writer.Begin(status, headers, range.length).ok()) return;
+  std::string buffer;
+  uint64_t offset = range.offset;
+  for (uint32_t n = first; n <= last; ++n) {
+    if (!task->WaitForPieces(n, n, absl::Now() + wait)) {
+      LogWarn("piece did not arrive; closing the response", {{"task", task_id}, {"piece", n}});
+      return;  // the connection is closed: the client sees a truncated body, never a wrong one
+    }
+    uint64_t end = std::min(range.end(), meta.PieceOffset(n) + meta.PieceLength(n));
+    buffer.resize(end - offset);
+    if (!task->ReadRange(offset, std::span<char>(buffer)).ok()) return;
+    if (!writer.Write(buffer).ok()) return;
+    metrics_->served_bytes += buffer.size();
+    offset = end;
+  }
+  writer.End().IgnoreError();
+}
+
+void Proxy::Relay(const net::ServerRequest& request, const std::string& url,
+                  net::ResponseWriter& writer) {
+  net::HttpRequest upstream{.method = request.method,
+                            .url = url,
+                            .headers = CopyHeaders(request.headers),
+                            .body = request.body,
+                            .follow_redirects = false};
+  bool head = request.method == "HEAD";
+  upstream.on_headers = [&writer, head](const net::HttpResponse& response) {
+    std::optional<uint64_t> length;
+    if (auto value = response.headers.Get("Content-Length")) {
+      uint64_t parsed = 0;
+      if (absl::SimpleAtoi(ToAbsl(*value), &parsed)) length = parsed;
+    }
+    if (head && !length.has_value()) length = 0;
+    return writer.Begin(response.status, CopyHeaders(response.headers), length);
+  };
+  upstream.body_sink = [this, &writer](std::string_view data) {
+    metrics_->served_bytes += data.size();
+    return writer.Write(data);
+  };
+  absl::StatusOr<net::HttpResponse> response = client_.Send(upstream);
+  if (!response.ok()) {
+    if (!writer.started()) Reject(writer, 502, ToStd(response.status().message()));
+    return;  // started: the connection is closed (truncated body)
+  }
+  writer.End().IgnoreError();
+}
+
+}  // namespace naiad::peer
