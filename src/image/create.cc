@@ -1,3 +1,4 @@
+#include <malloc.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -81,6 +82,9 @@ absl::StatusOr<rafs::LayerBuildOptions> ToOptions(const CreateFlags& flags) {
   RETURN_IF_ERROR(rafs::ValidateChunkSize(chunk_size));
   options.chunk_size = static_cast<uint32_t>(chunk_size);
   ASSIGN_OR_RETURN(options.compressor, rafs::ParseCompressor(flags.compressor));
+  RETURN_IF_ERROR(
+      Annotate(rafs::ValidateCompressionLevel(flags.compression_level), "--compression-level"));
+  options.compression_level = flags.compression_level;
   ASSIGN_OR_RETURN(options.digester, ParseDigestAlgorithm(flags.digester));
   options.threads = flags.threads > 0
                         ? flags.threads
@@ -110,8 +114,25 @@ absl::StatusOr<uint64_t> ParseSize(const std::string& text) {
   return value;
 }
 
+// A build allocates and frees a chunk-sized buffer or two per chunk, on four threads (reader,
+// two workers, writer). With glibc's defaults, big buffers go back to the kernel (mmap, heap
+// trimming) and come back as fresh zeroed pages, page-faulted on every reuse: that was a third of
+// the build's system time. And each thread's arena keeps what it freed to itself, so the
+// bootstrap, built at the end by the main thread, could not reuse what the data phase freed. One
+// arena that keeps freed memory fixes both; the pipeline's window bounds what is live at once.
+void TuneMallocForBuilds() {
+  static const bool kTuned = [] {
+    ::mallopt(M_ARENA_MAX, 1);
+    ::mallopt(M_MMAP_THRESHOLD, 64 << 20);
+    ::mallopt(M_TRIM_THRESHOLD, 256 << 20);
+    return true;
+  }();
+  (void)kTuned;
+}
+
 absl::StatusOr<nlohmann::json> Create(const CreateFlags& flags) {
   RETURN_IF_ERROR(ValidateFlags(flags));
+  TuneMallocForBuilds();
   ASSIGN_OR_RETURN(rafs::LayerBuildOptions options, ToOptions(flags));
   ASSIGN_OR_RETURN(std::unique_ptr<rafs::EntrySource> source, OpenSource(flags));
   absl::Time start = absl::Now();

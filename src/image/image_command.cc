@@ -29,6 +29,9 @@ void AddCreate(CLI::App& app, CreateFlags& f, std::function<int()>& run) {
                 "Write the data blob into this directory, named by its id");
   c->add_option("-v,--fs-version", f.fs_version, "RAFS version (only 6)");
   c->add_option("--compressor", f.compressor, "zstd, lz4_block or none");
+  c->add_option("--compression-level", f.compression_level,
+                "zstd level for chunk data, 1 (fastest) to 19 (smallest); default 3, as upstream")
+      ->capture_default_str();
   c->add_option("--chunk-size", f.chunk_size, "Power of two, 0x1000..0x1000000");
   c->add_option("--digester", f.digester, "blake3 or sha256");
   c->add_option("--chunk-dict", f.chunk_dict,

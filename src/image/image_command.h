@@ -27,6 +27,7 @@ struct CreateFlags {
   std::string blob_dir;
   std::string fs_version = "6";
   std::string compressor = "zstd";
+  int compression_level = 3;  // zstd, 1..19; upstream's level
   std::string chunk_size = "0x100000";
   std::string digester = "blake3";
   std::vector<std::string> chunk_dict;  // "bootstrap=<path>" or a path

@@ -13,6 +13,7 @@
 
 #include "base/file.h"
 #include "base/status_matchers.h"
+#include "base/strings.h"
 #include "base/subprocess.h"
 #include "base/test_files.h"
 #include "image/image_command.h"
@@ -63,11 +64,12 @@ class ImageTest : public ::testing::Test {
   }
 
   // create -> check -> unpack -> extract, compared with extracting the input directly.
-  void ExpectTarRoundTrip(const std::string& tar, bool compare_xattrs) {
+  void ExpectTarRoundTrip(const std::string& tar, bool compare_xattrs, int compression_level = 3) {
     ASSERT_OK(Create({.source = tar,
                       .type = "tar-rafs",
                       .bootstrap = dir_.Join("l.boot"),
-                      .blob_dir = dir_.Join("blobs")})
+                      .blob_dir = dir_.Join("blobs"),
+                      .compression_level = compression_level})
                   .status());
     ASSERT_OK_AND_ASSIGN(nlohmann::json report,
                          Check({.bootstrap = dir_.Join("l.boot"), .blob_dir = dir_.Join("blobs")}));
@@ -112,7 +114,7 @@ TEST_F(ImageTest, UpstreamEmptyTarIsAnEmptyImage) {
 }
 
 // A generated tree with every entry type, long names, xattrs, sparse and large-id files,
-// packed by GNU tar in pax format and compressed three ways.
+// packed by GNU tar in pax format and compressed three ways (and built at three zstd levels).
 TEST_F(ImageTest, GeneratedTreeRoundTripsThroughEachCompression) {
   std::string src = dir_.Join("src");
   ASSERT_OK(CreateDirectories(src + "/deep/" + std::string(200, 'd') + "/x"));
@@ -134,15 +136,15 @@ TEST_F(ImageTest, GeneratedTreeRoundTripsThroughEachCompression) {
                           "printf tail | dd of=" + src +
                               "/sparse bs=1 seek=50000000 conv=notrunc 2>/dev/null"})
                 .status());
-  for (const char* flag : {"", "--gzip", "--zstd"}) {
-    SCOPED_TRACE(flag);
+  for (auto [flag, level] : {std::pair{"", 3}, {"--gzip", 1}, {"--zstd", 19}}) {
+    SCOPED_TRACE(StrCat(flag, " level ", level));
     std::string tar = dir_.Join("in.tar");
     std::vector<std::string> cmd = {
         "tar", "--xattrs", "--format=pax", "--sparse", "--numeric-owner",
         "-cf", tar,        "-C",           src,        "."};
     if (*flag != '\0') cmd.insert(cmd.begin() + 1, flag);
     ASSERT_OK(RunCommandOk(cmd).status());
-    ExpectTarRoundTrip(tar, true);
+    ExpectTarRoundTrip(tar, true, level);
     ASSERT_OK(RemoveAll(dir_.Join("want")));
     ASSERT_OK(RemoveAll(dir_.Join("got")));
   }
@@ -328,6 +330,12 @@ TEST_F(ImageTest, BadFlagsAreRejected) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("power of two")));
   EXPECT_THAT(Create({.source = "x", .bootstrap = "b", .blob = "c", .compressor = "gzip"}),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("gzip")));
+  for (int level : {0, 20}) {
+    EXPECT_THAT(Create({.source = "x", .bootstrap = "b", .blob = "c", .compression_level = level}),
+                StatusIs(absl::StatusCode::kInvalidArgument,
+                         HasSubstr(StrCat("--compression-level: compression level ", level,
+                                          ": must be from 1 (fastest) to 19 (smallest)"))));
+  }
   EXPECT_THAT(Merge({.sources = {"a"}, .bootstrap = "b", .blob_digests = "sha256:12,sha256:34"}),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("2 values for 1 sources")));
 }

@@ -60,10 +60,58 @@ std::string SectionTarHeader(std::string_view name, uint64_t size) {
 
 BlobWriter::BlobWriter(std::string path, std::string temp, UniqueFd fd,
                        const BlobWriterOptions& options)
-    : path_(std::move(path)), temp_(std::move(temp)), fd_(std::move(fd)), options_(options) {}
+    : path_(std::move(path)), temp_(std::move(temp)), fd_(std::move(fd)), options_(options) {
+  writer_thread_ = std::thread([this] { WriterLoop(); });
+}
 
 BlobWriter::~BlobWriter() {
+  StopWriterThread();
   if (!committed_) ::unlink(temp_.c_str());
+}
+
+void BlobWriter::StopWriterThread() {
+  {
+    std::lock_guard lock(queue_mu_);
+    stopping_ = true;
+  }
+  queue_cv_.notify_all();
+  if (writer_thread_.joinable()) writer_thread_.join();
+}
+
+void BlobWriter::WriterLoop() {
+  static constexpr char kZeros[kBlockSize] = {};
+  std::unique_lock lock(queue_mu_);
+  while (true) {
+    queue_cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+    if (stopping_) return;  // only when the writer is destroyed: what is queued is abandoned
+    QueuedWrite item = std::move(queue_.front());
+    queue_.pop_front();
+    writing_ = true;
+    bool failed = !write_status_.ok();
+    lock.unlock();
+    absl::Status status;
+    if (!failed) {  // after an error, the rest is dropped: the blob is never committed
+      std::string_view padding(kZeros, item.padding);
+      id_hasher_.Update(padding);
+      id_hasher_.Update(item.bytes.view());
+      status = WriteFull(fd_.get(), padding);
+      if (status.ok()) status = WriteFull(fd_.get(), item.bytes.view());
+      if (!status.ok()) status = Annotate(status, StrCat("writing blob ", path_));
+    }
+    size_t size = item.padding + item.bytes.size();
+    item = QueuedWrite();  // frees the bytes outside the lock
+    lock.lock();
+    writing_ = false;
+    queued_bytes_ -= size;
+    if (!status.ok() && write_status_.ok()) write_status_ = std::move(status);
+    room_cv_.notify_all();
+  }
+}
+
+absl::Status BlobWriter::Drain() {
+  std::unique_lock lock(queue_mu_);
+  room_cv_.wait(lock, [&] { return queue_.empty() && !writing_; });
+  return write_status_;
 }
 
 absl::StatusOr<std::unique_ptr<BlobWriter>> BlobWriter::Create(const std::string& path,
@@ -100,16 +148,17 @@ void BlobWriter::AddTocEntry(std::string_view name, Compressor compressor,
   toc_.append(reinterpret_cast<const char*>(&e), sizeof(e));
 }
 
-absl::StatusOr<ChunkRef> BlobWriter::Append(const PreparedChunk& chunk) {
+absl::StatusOr<ChunkRef> BlobWriter::Append(PreparedChunk chunk) {
   if (data_finished_) return absl::FailedPreconditionError("blob data already finished");
   if (chunks_.size() >= kMaxChunksPerBlob)
     return absl::ResourceExhaustedError("2^24 chunks in one blob");
+  size_t padding = 0;
   if (options_.compressor == Compressor::kNone && offset_ % kBlockSize != 0) {
     // Uncompressed blobs keep every chunk at its uncompressed offset, so the kernel's EROFS
     // driver can read them directly as a device.
-    std::string pad(kBlockSize - offset_ % kBlockSize, '\0');
-    RETURN_IF_ERROR(Write(pad));
+    padding = kBlockSize - offset_ % kBlockSize;
   }
+  offset_ += padding;
   ChunkRef ref{.ci_index = static_cast<uint32_t>(chunks_.size()),
                .compressed_offset = offset_,
                .compressed_size = static_cast<uint32_t>(chunk.stored.size()),
@@ -123,13 +172,27 @@ absl::StatusOr<ChunkRef> BlobWriter::Append(const PreparedChunk& chunk) {
   chunk_digests_.append(reinterpret_cast<const char*>(chunk.digest.bytes.data()), 32);
   chunks_.push_back(uncompressed_offset_);
   uncompressed_offset_ += AlignUp(chunk.uncompressed_size, kBlockSize);
-  RETURN_IF_ERROR(Write(chunk.stored));
+  offset_ += chunk.stored.size();
+
+  size_t bytes = padding + chunk.stored.size();
+  {
+    std::unique_lock lock(queue_mu_);
+    room_cv_.wait(lock, [&] {
+      return queued_bytes_ == 0 || queued_bytes_ + bytes <= options_.write_queue_bytes ||
+             !write_status_.ok();
+    });
+    if (!write_status_.ok()) return write_status_;
+    queued_bytes_ += bytes;
+    queue_.push_back({.padding = padding, .bytes = std::move(chunk.stored)});
+  }
+  queue_cv_.notify_one();
   return ref;
 }
 
 absl::StatusOr<BlobInfo> BlobWriter::FinishData(bool inline_bootstrap) {
   if (data_finished_) return absl::FailedPreconditionError("blob data already finished");
   data_finished_ = true;
+  RETURN_IF_ERROR(Drain());  // from here on, the caller's thread writes
   uint64_t data_size = offset_;
   Digest data_digest = id_hasher_.Snapshot();  // the data section is the blob's first bytes
   RETURN_IF_ERROR(WriteTarHeader(kTocNameBlob, data_size));

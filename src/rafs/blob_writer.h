@@ -15,12 +15,24 @@
 // destroyed before that removes its temporary file. The blob id is the sha256 of every byte
 // before the inline bootstrap (so without one, the id is the sha256 of the file: the OCI layer
 // digest).
+//
+// Chunk bytes are written and hashed by a writer thread, in Append() order, so that the caller
+// (the builder's reader thread) overlaps with them; Append() blocks only while more than
+// `write_queue_bytes` wait for that thread. A write error is reported by a later Append() or by
+// FinishData(). Calls on one BlobWriter must come from one thread.
 #pragma once
 
+#include <array>
+#include <condition_variable>
 #include <cstdint>
+#include <cstring>
+#include <deque>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
+#include <thread>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "base/digest.h"
@@ -29,10 +41,45 @@
 
 namespace naiad::rafs {
 
+// zstd's level for chunk data unless told otherwise: upstream nydus-image's (zstd's default).
+inline constexpr int kDefaultZstdLevel = 3;
+
+// The bytes of one chunk: either a buffer allocated without zero-filling (for data read into it
+// at once) or the bytes of a string (a compressor's output), so neither is copied to be stored.
+class ChunkBuffer {
+ public:
+  ChunkBuffer() = default;
+  explicit ChunkBuffer(size_t size)
+      : raw_(std::make_unique_for_overwrite<char[]>(size)), size_(size) {}
+  explicit ChunkBuffer(std::string bytes) : string_(std::move(bytes)), size_(string_.size()) {}
+
+  char* data() { return raw_ ? raw_.get() : string_.data(); }
+  const char* data() const { return raw_ ? raw_.get() : string_.data(); }
+  size_t size() const { return size_; }
+  std::string_view view() const { return {data(), size_}; }
+
+ private:
+  std::unique_ptr<char[]> raw_;
+  std::string string_;
+  size_t size_ = 0;
+};
+
+// A chunk digest's bytes as a hash-table key (no allocation, unlike a std::string of them).
+using DigestBytes = std::array<uint8_t, 32>;
+struct DigestBytesHash {
+  size_t operator()(const DigestBytes& d) const {
+    size_t h;  // the digest is already uniformly distributed
+    std::memcpy(&h, d.data(), sizeof(h));
+    return h;
+  }
+};
+
 // A chunk ready to be stored: hashed, and compressed when that helped.
 struct PreparedChunk {
   Digest digest;  // of the uncompressed data
-  std::string stored;
+  // What the blob stores: the compressed bytes, or the input itself when compression did not
+  // make it smaller (or the compressor is none).
+  ChunkBuffer stored;
   bool compressed = false;
   uint32_t uncompressed_size = 0;
   // The digest was already known, so `stored` was left empty: only a duplicate can be this.
@@ -43,6 +90,8 @@ struct BlobWriterOptions {
   Compressor compressor = Compressor::kZstd;
   DigestAlgorithm digester = DigestAlgorithm::kBlake3;
   uint32_t chunk_size = kDefaultChunkSize;
+  // Chunk bytes handed to the writer thread but not yet written, before Append() waits.
+  size_t write_queue_bytes = size_t{4} << 20;
 };
 
 class BlobWriter {
@@ -53,8 +102,9 @@ class BlobWriter {
   BlobWriter(const BlobWriter&) = delete;
   BlobWriter& operator=(const BlobWriter&) = delete;
 
-  // Appends a chunk new to this blob and returns where it lives (blob_index is 0).
-  absl::StatusOr<ChunkRef> Append(const PreparedChunk& chunk);
+  // Appends a chunk new to this blob and returns where it lives (blob_index is 0). The bytes
+  // are written (and hashed) later, on the writer thread.
+  absl::StatusOr<ChunkRef> Append(PreparedChunk chunk);
   // Writes the chunk-info and digest sections. With `inline_bootstrap` the blob id is fixed
   // here (the bootstrap written next must name it); otherwise Commit() sets it to the file's
   // sha256.
@@ -67,8 +117,19 @@ class BlobWriter {
   const std::string& path() const { return path_; }
 
  private:
+  // Chunk bytes for the writer thread, after `padding` zero bytes.
+  struct QueuedWrite {
+    size_t padding = 0;
+    ChunkBuffer bytes;
+  };
+
   BlobWriter(std::string path, std::string temp, UniqueFd fd, const BlobWriterOptions& options);
+  // Writes and hashes `data` now, on the caller's thread; only once Drain() has emptied the queue.
   absl::Status Write(std::string_view data);
+  // Waits until the writer thread has written everything queued; its first error, if any.
+  absl::Status Drain();
+  void StopWriterThread();
+  void WriterLoop();
   absl::Status WriteTarHeader(std::string_view name, uint64_t size);
   void AddTocEntry(std::string_view name, Compressor compressor, std::string_view uncompressed,
                    uint64_t offset, uint64_t stored_size);
@@ -77,9 +138,19 @@ class BlobWriter {
   std::string temp_;
   UniqueFd fd_;
   BlobWriterOptions options_;
-  uint64_t offset_ = 0;
+  uint64_t offset_ = 0;  // counts queued bytes too: where the next chunk goes
   uint64_t uncompressed_offset_ = 0;
-  Sha256 id_hasher_;              // every byte written
+  Sha256 id_hasher_;  // every byte written; the writer thread's while it runs
+  // The writer thread and its queue (guarded by queue_mu_).
+  std::mutex queue_mu_;
+  std::condition_variable queue_cv_;  // work queued, or stopping
+  std::condition_variable room_cv_;   // room in the queue, or the queue drained
+  std::deque<QueuedWrite> queue_;
+  size_t queued_bytes_ = 0;
+  bool writing_ = false;  // the writer thread holds a popped item
+  bool stopping_ = false;
+  absl::Status write_status_;  // the writer thread's first error
+  std::thread writer_thread_;
   std::string chunk_infos_;       // v1 records
   std::string chunk_digests_;     // 32 bytes per chunk
   std::vector<uint64_t> chunks_;  // uncompressed offsets, for counting and checks

@@ -19,8 +19,6 @@
 namespace naiad::rafs {
 namespace {
 
-std::string DigestKey(const Digest& d) { return std::string(d.bytes.begin(), d.bytes.end()); }
-
 std::pair<std::string, std::string_view> SplitParent(std::string_view path) {
   size_t slash = path.rfind('/');
   if (slash == std::string_view::npos) return {"", path};
@@ -32,8 +30,10 @@ class LayerBuilder {
   explicit LayerBuilder(const LayerBuildOptions& options)
       : options_(options),
         pipeline_({.compressor = options.compressor,
+                   .compression_level = options.compression_level,
                    .digester = options.digester,
-                   .threads = options.threads}) {}
+                   .threads = options.threads,
+                   .window_bytes = options.window_bytes}) {}
 
   absl::StatusOr<LayerBuildResult> Build(EntrySource& source);
 
@@ -61,7 +61,7 @@ class LayerBuilder {
   std::unique_ptr<BlobWriter> writer_;
   Tree tree_;
   std::deque<Pending> pending_;
-  std::unordered_map<std::string, ChunkRef> known_chunks_;
+  std::unordered_map<DigestBytes, ChunkRef, DigestBytesHash> known_chunks_;
   std::vector<BlobInfo> dict_blobs_;  // provisional blob index = 1 + position
   std::set<std::string> opaque_dirs_;
   LayerBuildStats stats_;
@@ -79,16 +79,9 @@ absl::Status LayerBuilder::LoadChunkDicts() {
     auto base = static_cast<uint32_t>(1 + dict_blobs_.size());
     for (const BlobInfo& blob : dict->blobs()) dict_blobs_.push_back(blob);
     for (const ChunkInfo& info : dict->ChunkTable()) {
-      ChunkRef ref{.blob_index = base + info.blob_index,
-                   .ci_index = info.index,
-                   .compressed_offset = info.compressed_offset,
-                   .compressed_size = info.compressed_size,
-                   .uncompressed_offset = info.uncompressed_offset,
-                   .uncompressed_size = info.uncompressed_size,
-                   .compressed = (info.flags & kChunkCompressed) != 0};
-      ref.digest.algorithm = options_.digester;
-      std::memcpy(ref.digest.bytes.data(), info.digest, 32);
-      known_chunks_.emplace(DigestKey(ref.digest), ref);
+      ChunkRef ref = ChunkRefFromInfo(info, options_.digester);
+      ref.blob_index = base + info.blob_index;
+      known_chunks_.emplace(ref.digest.bytes, ref);
       pipeline_.MarkKnown(ref.digest);
     }
   }
@@ -101,15 +94,16 @@ absl::Status LayerBuilder::CommitOne() {
   pending_.pop_front();
   ++stats_.chunks;
   ChunkRef ref;
-  auto it = known_chunks_.find(DigestKey(chunk.digest));
+  auto it = known_chunks_.find(chunk.digest.bytes);
   if (it != known_chunks_.end()) {
     ref = it->second;
     ++(ref.blob_index == 0 ? stats_.chunks_deduplicated : stats_.chunks_from_dict);
   } else {
     if (chunk.skipped) return absl::InternalError("a chunk skipped as known is not known");
-    ASSIGN_OR_RETURN(ref, writer_->Append(chunk));
-    known_chunks_.emplace(DigestKey(chunk.digest), ref);
-    pipeline_.MarkKnown(chunk.digest);
+    Digest digest = chunk.digest;
+    ASSIGN_OR_RETURN(ref, writer_->Append(std::move(chunk)));
+    known_chunks_.emplace(digest.bytes, ref);
+    pipeline_.MarkKnown(digest);
     ++stats_.chunks_stored;
   }
   ref.file_offset = uint64_t{pending.index} * options_.chunk_size;
@@ -123,7 +117,7 @@ absl::Status LayerBuilder::AddFileData(const std::shared_ptr<TreeInode>& inode,
   inode->chunks.resize(count);
   for (uint64_t i = 0; i < count; ++i) {
     uint64_t want = std::min<uint64_t>(options_.chunk_size, entry.size - i * options_.chunk_size);
-    std::string data(want, '\0');
+    ChunkBuffer data(want);  // not zero-filled: the source overwrites every byte
     for (uint64_t got = 0; got < want;) {
       ASSIGN_OR_RETURN(size_t n, source.Read(data.data() + got, want - got));
       if (n == 0) {
@@ -258,6 +252,7 @@ absl::Status LayerBuilder::Finish(LayerBuildResult& result) {
 
 absl::StatusOr<LayerBuildResult> LayerBuilder::Build(EntrySource& source) {
   RETURN_IF_ERROR(ValidateChunkSize(options_.chunk_size));
+  RETURN_IF_ERROR(ValidateCompressionLevel(options_.compression_level));
   if (options_.blob_path.empty() && options_.blob_dir.empty()) {
     return absl::InvalidArgumentError("a blob path or a blob directory is required");
   }
@@ -265,9 +260,11 @@ absl::StatusOr<LayerBuildResult> LayerBuilder::Build(EntrySource& source) {
   std::string path = options_.blob_path.empty()
                          ? StrCat(options_.blob_dir, "/.naiad-blob-", ::getpid())
                          : options_.blob_path;
-  ASSIGN_OR_RETURN(writer_, BlobWriter::Create(path, {.compressor = options_.compressor,
-                                                      .digester = options_.digester,
-                                                      .chunk_size = options_.chunk_size}));
+  ASSIGN_OR_RETURN(writer_,
+                   BlobWriter::Create(path, {.compressor = options_.compressor,
+                                             .digester = options_.digester,
+                                             .chunk_size = options_.chunk_size,
+                                             .write_queue_bytes = options_.write_queue_bytes}));
   while (true) {
     ASSIGN_OR_RETURN(std::optional<SourceEntry> entry, source.Next());
     if (!entry) break;
@@ -286,6 +283,15 @@ absl::Status ValidateChunkSize(uint64_t chunk_size) {
     return absl::InvalidArgumentError(
         StrCat("chunk size ", chunk_size,
                ": must be a power of two from 4 KiB (0x1000) to 16 MiB (0x1000000)"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateCompressionLevel(int level) {
+  if (level < kMinCompressionLevel || level > kMaxCompressionLevel) {
+    return absl::InvalidArgumentError(StrCat("compression level ", level, ": must be from ",
+                                             kMinCompressionLevel, " (fastest) to ",
+                                             kMaxCompressionLevel, " (smallest)"));
   }
   return absl::OkStatus();
 }

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "rafs/blob_writer.h"
 #include "rafs/bootstrap.h"
 #include "rafs/bootstrap_writer.h"
 #include "rafs/entry_source.h"
@@ -28,11 +29,22 @@
 
 namespace naiad::rafs {
 
+// The zstd levels a build accepts (zstd's own range also has negative and "ultra" levels).
+inline constexpr int kMinCompressionLevel = 1;
+inline constexpr int kMaxCompressionLevel = 19;
+
 struct LayerBuildOptions {
   uint32_t chunk_size = kDefaultChunkSize;
   Compressor compressor = Compressor::kZstd;
+  // zstd's level for chunk data (1..19; upstream uses 3). Other compressors ignore it.
+  int compression_level = kDefaultZstdLevel;
   DigestAlgorithm digester = DigestAlgorithm::kBlake3;
   int threads = 2;
+  // Input bytes hashed and compressed ahead of the blob writer; 0: the pipeline's default
+  // (4 MiB per thread). Peak memory grows with these two; output bytes do not depend on them.
+  size_t window_bytes = 0;
+  // Blob bytes queued for the writer thread before the build waits for it.
+  size_t write_queue_bytes = size_t{4} << 20;
   // Where the blob goes; empty: `blob_dir`/<blob id>.
   std::string blob_path;
   std::string blob_dir;
@@ -67,5 +79,7 @@ absl::StatusOr<LayerBuildResult> BuildLayer(EntrySource& source, const LayerBuil
 
 // Checks a chunk size: a power of two in [4 KiB, 16 MiB].
 absl::Status ValidateChunkSize(uint64_t chunk_size);
+// Checks a zstd level for chunk data: 1 (fastest) to 19 (smallest).
+absl::Status ValidateCompressionLevel(int level);
 
 }  // namespace naiad::rafs

@@ -6,10 +6,12 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include <filesystem>
 #include <string>
 
 #include "base/file.h"
 #include "base/status_matchers.h"
+#include "base/strings.h"
 #include "base/test_files.h"
 #include "rafs/blob_meta.h"
 #include "rafs/chunk_reader.h"
@@ -208,6 +210,13 @@ TEST_F(BuilderTest, BadOptionsAreRejected) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("power of two")));
   EXPECT_THAT(Build({.chunk_size = 32 << 20}),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("16 MiB")));
+  for (int level : {0, -1, 20, 22}) {
+    EXPECT_THAT(Build({.compression_level = level}),
+                StatusIs(absl::StatusCode::kInvalidArgument,
+                         HasSubstr(StrCat("compression level ", level, ": must be from 1"))));
+  }
+  // Nothing was left behind by the rejected builds.
+  EXPECT_TRUE(std::filesystem::is_empty(dir_.Join("blobs")));
 }
 
 TEST_F(BuilderTest, OutputIsDeterministic) {
@@ -215,6 +224,61 @@ TEST_F(BuilderTest, OutputIsDeterministic) {
   ASSERT_OK_AND_ASSIGN(LayerBuildResult b, Build({}));
   EXPECT_EQ(a.blob->id, b.blob->id);
   EXPECT_EQ(a.bootstrap, b.bootstrap);
+}
+
+TEST_F(BuilderTest, OutputDoesNotDependOnThreadsOrWindows) {
+  ASSERT_OK_AND_ASSIGN(LayerBuildResult want, Build({}));
+  // One byte of window or of write queue: every chunk waits for the one before it.
+  for (LayerBuildOptions options :
+       {LayerBuildOptions{.threads = 1, .window_bytes = 1, .write_queue_bytes = 1},
+        LayerBuildOptions{.threads = 4, .window_bytes = 64 << 20, .write_queue_bytes = 1},
+        LayerBuildOptions{.threads = 3, .window_bytes = 5000, .write_queue_bytes = 64 << 20}}) {
+    SCOPED_TRACE(::testing::Message()
+                 << options.threads << " threads, window " << options.window_bytes
+                 << ", write queue " << options.write_queue_bytes);
+    for (Compressor compressor : {Compressor::kZstd, Compressor::kNone}) {
+      options.compressor = compressor;
+      ASSERT_OK_AND_ASSIGN(LayerBuildResult a, Build({.compressor = compressor}));
+      ASSERT_OK_AND_ASSIGN(LayerBuildResult b, Build(options));
+      EXPECT_EQ(a.blob->id, b.blob->id);
+      EXPECT_EQ(a.bootstrap, b.bootstrap);
+      EXPECT_EQ(a.stats.chunks_stored, b.stats.chunks_stored);
+      if (compressor == Compressor::kZstd) {
+        EXPECT_EQ(b.blob->id, want.blob->id);
+      }
+    }
+  }
+}
+
+TEST_F(BuilderTest, CompressionLevelReachesEveryZstdChunk) {
+  ASSERT_OK_AND_ASSIGN(LayerBuildResult fast, Build({.compression_level = 1}));
+  ExpectImageEqualsSource(fast);
+  ASSERT_OK_AND_ASSIGN(LayerBuildResult small, Build({.compression_level = 9}));
+  ExpectImageEqualsSource(small);
+  ASSERT_OK_AND_ASSIGN(LayerBuildResult standard, Build({}));
+  auto stored_size = [](const LayerBuildResult& result) -> absl::StatusOr<uint64_t> {
+    ASSIGN_OR_RETURN(auto boot, Bootstrap::FromBytes(result.bootstrap));
+    ASSIGN_OR_RETURN(uint64_t nid, boot->Resolve("/usr/lib/python3/mod.py"));
+    ASSIGN_OR_RETURN(auto chunks, boot->FileChunks(nid));
+    uint64_t size = 0;
+    for (const auto& chunk : chunks) size += chunk.compressed_size;
+    return size;
+  };
+  // Each level stores mod.py's chunk differently (on this repetitive text, a higher level is not
+  // even the smallest), as zstd's command line does at the same level.
+  ASSERT_OK_AND_ASSIGN(uint64_t fast_size, stored_size(fast));
+  ASSERT_OK_AND_ASSIGN(uint64_t small_size, stored_size(small));
+  ASSERT_OK_AND_ASSIGN(uint64_t standard_size, stored_size(standard));
+  EXPECT_NE(fast_size, standard_size);
+  EXPECT_NE(small_size, standard_size);
+  EXPECT_NE(small_size, fast_size);
+  ASSERT_OK_AND_ASSIGN(LayerBuildResult three, Build({.compression_level = 3}));
+  EXPECT_EQ(three.blob->id, standard.blob->id);  // 3 is the default
+  // A level is zstd's: other compressors ignore it.
+  ASSERT_OK_AND_ASSIGN(LayerBuildResult lz4,
+                       Build({.compressor = Compressor::kLz4Block, .compression_level = 1}));
+  ASSERT_OK_AND_ASSIGN(LayerBuildResult lz4_default, Build({.compressor = Compressor::kLz4Block}));
+  EXPECT_EQ(lz4.blob->id, lz4_default.blob->id);
 }
 
 }  // namespace

@@ -1,22 +1,29 @@
 // File: rafs/chunk_pipeline.h
 //
 // Hashes and compresses chunks on worker threads while the caller keeps reading the layer, and
-// hands results back in submission order so the blob's layout is deterministic. At most
-// `window` chunks are in flight, which bounds memory at window x chunk size whatever the size of
-// the layer.
+// hands results back in submission order so the blob's layout is deterministic. The window is
+// sized in bytes: submitted chunks are in flight until Next() returns them, and full() says when
+// their input bytes reach `window_bytes`. That bounds memory (about twice the window: inputs not
+// yet compressed plus outputs not yet collected) whatever the size of the layer, and keeps the
+// workers busy when most chunks are small files, which a window counted in chunks would not.
 //
 //   ChunkPipeline pipeline({.compressor = Compressor::kZstd, .threads = 2});
-//   pipeline.Submit(std::move(data));                 // blocks while the window is full
-//   ASSIGN_OR_RETURN(PreparedChunk chunk, pipeline.Next());   // oldest submitted chunk
+//   ChunkBuffer data(size);                              // not zero-filled
+//   ... fill data.data() ...
+//   pipeline.Submit(std::move(data));
+//   while (pipeline.full()) {
+//     ASSIGN_OR_RETURN(PreparedChunk chunk, pipeline.Next());   // oldest submitted chunk
+//     ...
+//   }
 //
-// Submit() and Next() must be called from one thread.
+// Submit(), Next(), pending() and full() must be called from one thread; MarkKnown() from any.
 #pragma once
 
 #include <condition_variable>
+#include <cstddef>
 #include <deque>
 #include <memory>
 #include <mutex>
-#include <string>
 #include <thread>
 #include <unordered_set>
 #include <vector>
@@ -28,46 +35,60 @@ namespace naiad::rafs {
 
 struct ChunkPipelineOptions {
   Compressor compressor = Compressor::kZstd;
+  int compression_level = kDefaultZstdLevel;  // zstd only
   DigestAlgorithm digester = DigestAlgorithm::kBlake3;
   int threads = 2;
-  int window = 0;  // 0: 2 x threads + 2
+  // Input bytes in flight before full(); 0: kDefaultWindowBytesPerThread per thread. One chunk
+  // is always accepted, however big.
+  size_t window_bytes = 0;
+  // Chunks in flight before full(), whatever their size (bounds per-chunk bookkeeping).
+  size_t max_chunks = 4096;
 };
 
 class ChunkPipeline {
  public:
+  // Enough queued work to keep a worker busy while the caller parses tar headers or waits for
+  // the writer; a bigger window measured no faster, only bigger.
+  static constexpr size_t kDefaultWindowBytesPerThread = size_t{4} << 20;
+
   explicit ChunkPipeline(const ChunkPipelineOptions& options);
   ~ChunkPipeline();
   ChunkPipeline(const ChunkPipeline&) = delete;
   ChunkPipeline& operator=(const ChunkPipeline&) = delete;
 
-  void Submit(std::string data);
+  void Submit(ChunkBuffer data);
   // Digests whose chunks are already stored (or in a chunk dictionary): workers hash such chunks
   // but do not compress them, since the caller will reuse the stored copy. Thread-safe.
   void MarkKnown(const Digest& digest);
   // The oldest submitted chunk, once ready. FailedPrecondition if nothing is pending.
   absl::StatusOr<PreparedChunk> Next();
   size_t pending() const { return jobs_.size(); }
-  bool full() const { return static_cast<int>(jobs_.size()) >= window_; }
+  bool full() const {
+    return in_flight_bytes_ >= window_bytes_ || jobs_.size() >= options_.max_chunks;
+  }
 
  private:
   struct Job {
-    std::string data;
+    ChunkBuffer data;
+    size_t size = 0;
     absl::StatusOr<PreparedChunk> result = absl::UnknownError("not done");
     bool done = false;
   };
   void Work();
-  absl::StatusOr<PreparedChunk> Prepare(const std::string& data);
+  absl::StatusOr<PreparedChunk> Prepare(ChunkBuffer data);
 
   ChunkPipelineOptions options_;
-  int window_;
+  size_t window_bytes_;
+  size_t in_flight_bytes_ = 0;  // input bytes of `jobs_`; the caller's thread only
   std::mutex mu_;
   std::condition_variable work_cv_;
   std::condition_variable done_cv_;
+  const Job* awaited_ = nullptr;  // the job Next() waits for; workers wake it only for that one
   std::deque<std::shared_ptr<Job>> jobs_;   // submission order; owned by the caller's thread
   std::deque<std::shared_ptr<Job>> queue_;  // not yet picked by a worker
   bool stopping_ = false;
   std::mutex known_mu_;
-  std::unordered_set<std::string> known_;  // digest bytes
+  std::unordered_set<DigestBytes, DigestBytesHash> known_;
   std::vector<std::thread> workers_;
 };
 

@@ -27,31 +27,36 @@ using ::testing::HasSubstr;
 
 constexpr char kRepo[] = "library/python-naiad";
 
+// The python image and its RAFS conversion, made once for the whole suite.
+struct SharedImage {
+  TestImage image;
+  TempDir dir;
+  RafsImage rafs;
+};
+SharedImage* shared = nullptr;
+
 class FsE2eTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     if (!RunningAsRoot()) return;
     auto image = TestImages::Get("python");
     ASSERT_OK(image.status());
-    image_ = new TestImage(*image);
     auto dir = CreateOwnedTempDir("naiad-fs-e2e-");
     ASSERT_OK(dir.status());
-    dir_ = new TempDir(std::move(*dir));
-    auto rafs = ConvertToRafs(*image_, dir_->path());
+    auto rafs = ConvertToRafs(*image, dir->path());
     ASSERT_OK(rafs.status());
-    rafs_ = new RafsImage(*rafs);
+    shared = new SharedImage{*image, std::move(*dir), *rafs};
   }
   static void TearDownTestSuite() {
-    delete rafs_;
-    delete dir_;
-    delete image_;
+    delete shared;
+    shared = nullptr;
   }
 
   void SetUp() override {
     NAIAD_SKIP_UNLESS_ROOT();
-    ASSERT_NE(rafs_, nullptr);
+    ASSERT_NE(shared, nullptr);
     ASSERT_OK_AND_ASSIGN(registry_, RegistryFixture::Start());
-    for (const std::string& blob : rafs_->blob_paths) {
+    for (const std::string& blob : shared->rafs.blob_paths) {
       ASSERT_OK(registry_->PushBlobFile(kRepo, blob).status());
     }
     ASSERT_OK_AND_ASSIGN(work_, CreateOwnedTempDir("naiad-fs-e2e-run-"));
@@ -81,38 +86,31 @@ class FsE2eTest : public ::testing::Test {
     return config;
   }
 
-  static TestImage* image_;
-  static TempDir* dir_;
-  static RafsImage* rafs_;
   std::unique_ptr<RegistryFixture> registry_;
   TempDir work_;
   std::vector<std::string> mounts_;
 };
 
-TestImage* FsE2eTest::image_ = nullptr;
-TempDir* FsE2eTest::dir_ = nullptr;
-RafsImage* FsE2eTest::rafs_ = nullptr;
-
 TEST_F(FsE2eTest, PythonImageMountsThroughTheRegistryAndMatchesTheRootfs) {
-  ASSERT_OK_AND_ASSIGN(auto mount,
-                       FsMount::Start({.config = Config(true), .bootstrap = rafs_->bootstrap}));
+  ASSERT_OK_AND_ASSIGN(
+      auto mount, FsMount::Start({.config = Config(true), .bootstrap = shared->rafs.bootstrap}));
   ASSERT_OK_AND_ASSIGN(rafs::testing::TreeSnapshot want,
-                       rafs::testing::SnapshotDirectory(image_->rootfs_dir));
+                       rafs::testing::SnapshotDirectory(shared->image.rootfs_dir));
   ASSERT_OK_AND_ASSIGN(rafs::testing::TreeSnapshot got,
                        rafs::testing::SnapshotDirectory(mount->mountpoint()));
   EXPECT_EQ(rafs::testing::DiffSnapshots(want, got).substr(0, 20000), "");
   EXPECT_EQ(got.size(), want.size());
   ASSERT_OK_AND_ASSIGN(json backend, mount->Api("/api/v1/metrics/backend"));
   uint64_t blob_bytes = 0;
-  for (uint64_t size : rafs_->blob_sizes) blob_bytes += size;
+  for (uint64_t size : shared->rafs.blob_sizes) blob_bytes += size;
   EXPECT_LE(backend["read_amount_total"].get<uint64_t>(), blob_bytes + blob_bytes / 10)
       << backend.dump();
   EXPECT_OK(mount->Stop());
 }
 
 TEST_F(FsE2eTest, ContainerStyleOverlayRunsPython) {
-  ASSERT_OK_AND_ASSIGN(auto mount,
-                       FsMount::Start({.config = Config(true), .bootstrap = rafs_->bootstrap}));
+  ASSERT_OK_AND_ASSIGN(
+      auto mount, FsMount::Start({.config = Config(true), .bootstrap = shared->rafs.bootstrap}));
   for (const char* sub : {"upper", "work", "merged"}) ASSERT_OK(CreateDirectories(work_.Join(sub)));
   std::string merged = work_.Join("merged");
   std::string options = StrCat("lowerdir=", mount->mountpoint(), ",upperdir=", work_.Join("upper"),
@@ -130,7 +128,7 @@ TEST_F(FsE2eTest, ContainerStyleOverlayRunsPython) {
   // Lazy: starting python read a small part of the image.
   ASSERT_OK_AND_ASSIGN(json backend, mount->Api("/api/v1/metrics/backend"));
   uint64_t blob_bytes = 0;
-  for (uint64_t size : rafs_->blob_sizes) blob_bytes += size;
+  for (uint64_t size : shared->rafs.blob_sizes) blob_bytes += size;
   EXPECT_LT(backend["read_amount_total"].get<uint64_t>(), blob_bytes / 4) << backend.dump();
   ASSERT_OK_AND_ASSIGN(std::string trace, mount->ApiText("/api/v1/metrics/trace"));
   EXPECT_THAT(trace, HasSubstr("python3"));
@@ -138,9 +136,9 @@ TEST_F(FsE2eTest, ContainerStyleOverlayRunsPython) {
   // The recorded start-up becomes the next image's prefetch table.
   std::string boot = work_.Join("traced.boot");
   ASSERT_OK(CreateDirectories(work_.Join("traced-blobs")));
-  ASSERT_OK(RunCommandOk({BuildPath("apps/naiad/naiad"), "image", "create", image_->rootfs_dir,
-                          "-t", "dir-rafs", "-B", boot, "-D", work_.Join("traced-blobs"),
-                          "--prefetch-policy", "fs"},
+  ASSERT_OK(RunCommandOk({BuildPath("apps/naiad/naiad"), "image", "create",
+                          shared->image.rootfs_dir, "-t", "dir-rafs", "-B", boot, "-D",
+                          work_.Join("traced-blobs"), "--prefetch-policy", "fs"},
                          {.stdin_data = trace})
                 .status());
   ASSERT_OK_AND_ASSIGN(auto traced, rafs::Bootstrap::Open(boot));
