@@ -1,8 +1,6 @@
 #include "cache/blob_cache.h"
 
-#include <signal.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -14,6 +12,7 @@
 #include <thread>
 #include <vector>
 
+#include "base/crash_testing.h"
 #include "base/file.h"
 #include "base/status_matchers.h"
 #include "base/strings.h"
@@ -310,38 +309,26 @@ TEST_F(BlobCacheTest, KillDuringWritesLeavesOnlyCompleteChunks) {
   uint32_t max_ready = 0;
   for (int iteration = 0; iteration < 40; ++iteration) {
     const uint32_t generation = iteration % kGenerations;
-    int ready_pipe[2];
-    ASSERT_EQ(::pipe(ready_pipe), 0);
-    pid_t pid = ::fork();
-    ASSERT_GE(pid, 0);
-    if (pid == 0) {
-      // Child: writes chunks and invalidates others until it is killed. Invalidated chunks are
-      // punched, so a chunk marked ready before all its bytes landed would read zeros.
-      ::close(ready_pipe[0]);
-      auto cache = BlobCache::Open(Options());
-      if (!cache.ok()) ::_exit(2);
-      auto file = (*cache)->OpenBlob(blob.info);
-      if (!file.ok()) ::_exit(3);
-      if (::write(ready_pipe[1], "x", 1) != 1) ::_exit(4);
-      std::mt19937 child_rng(iteration);
-      for (;;) {
-        const uint32_t ci = child_rng() % blob.chunks.size();
-        if (child_rng() % 2 == 0) {
-          if (!(*file)->Invalidate(blob.chunks[ci]).ok()) ::_exit(5);
-        } else if (!(*file)->Write(blob.chunks[ci], bytes[generation][ci]).ok()) {
-          ::_exit(6);
-        }
-      }
-    }
-    ::close(ready_pipe[1]);
-    char started;
-    ASSERT_EQ(::read(ready_pipe[0], &started, 1), 1);
-    ::close(ready_pipe[0]);
-    ::usleep(500 + rng() % 10000);
-    ASSERT_EQ(::kill(pid, SIGKILL), 0);
-    int wstatus = 0;
-    ASSERT_EQ(::waitpid(pid, &wstatus, 0), pid);
-    ASSERT_TRUE(WIFSIGNALED(wstatus)) << "child exited with " << WEXITSTATUS(wstatus);
+    // Child: writes chunks and invalidates others until it is killed. Invalidated chunks are
+    // punched, so a chunk marked ready before all its bytes landed would read zeros.
+    ASSERT_OK(::naiad::testing::ForkAndKill(
+        [&](const std::function<void()>& ready) {
+          auto cache = BlobCache::Open(Options());
+          if (!cache.ok()) ::_exit(2);
+          auto file = (*cache)->OpenBlob(blob.info);
+          if (!file.ok()) ::_exit(3);
+          ready();
+          std::mt19937 child_rng(iteration);
+          for (;;) {
+            const uint32_t ci = child_rng() % blob.chunks.size();
+            if (child_rng() % 2 == 0) {
+              if (!(*file)->Invalidate(blob.chunks[ci]).ok()) ::_exit(5);
+            } else if (!(*file)->Write(blob.chunks[ci], bytes[generation][ci]).ok()) {
+              ::_exit(6);
+            }
+          }
+        },
+        absl::Microseconds(500 + rng() % 10000)));
 
     ASSERT_OK_AND_ASSIGN(auto cache, BlobCache::Open(Options()));
     ASSERT_OK_AND_ASSIGN(auto file, cache->OpenBlob(blob.info));

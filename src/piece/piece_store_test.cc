@@ -1,9 +1,7 @@
 #include "piece/piece_store.h"
 
 #include <fcntl.h>
-#include <signal.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -15,6 +13,7 @@
 #include <thread>
 #include <vector>
 
+#include "base/crash_testing.h"
 #include "base/digest.h"
 #include "base/file.h"
 #include "base/simulated_clock.h"
@@ -576,38 +575,26 @@ TEST_F(PieceStoreTest, KillDuringWritesLeavesOnlyCompletePieces) {
   uint32_t max_present = 0;
   int completed = 0;
   for (int iteration = 0; iteration < 30; ++iteration) {
-    int ready_pipe[2];
-    ASSERT_EQ(::pipe(ready_pipe), 0);
-    pid_t pid = ::fork();
-    ASSERT_GE(pid, 0);
-    if (pid == 0) {
-      // Child: fills the task in random order, deletes it and starts again, until killed.
-      ::close(ready_pipe[0]);
-      auto store = PieceStore::Open(Options());
-      if (!store.ok()) ::_exit(2);
-      if (::write(ready_pipe[1], "x", 1) != 1) ::_exit(3);
-      std::mt19937 child_rng(iteration);
-      std::vector<uint32_t> order(meta.piece_count());
-      std::iota(order.begin(), order.end(), 0);
-      for (;;) {
-        auto task = (*store)->CreateOrOpen(meta);
-        if (!task.ok()) ::_exit(4);
-        std::shuffle(order.begin(), order.end(), child_rng);
-        for (uint32_t n : order) {
-          if (!(*task)->WritePiece(n, PieceOf(meta, content, n)).ok()) ::_exit(5);
-        }
-        if (!(*store)->Delete(meta.task_id).ok()) ::_exit(6);
-      }
-    }
-    ::close(ready_pipe[1]);
-    char started;
-    ASSERT_EQ(::read(ready_pipe[0], &started, 1), 1);
-    ::close(ready_pipe[0]);
-    ::usleep(500 + rng() % 40000);
-    ASSERT_EQ(::kill(pid, SIGKILL), 0);
-    int wstatus = 0;
-    ASSERT_EQ(::waitpid(pid, &wstatus, 0), pid);
-    ASSERT_TRUE(WIFSIGNALED(wstatus)) << "child exited with " << WEXITSTATUS(wstatus);
+    // Child: fills the task in random order, deletes it and starts again, until killed.
+    ASSERT_OK(::naiad::testing::ForkAndKill(
+        [&](const std::function<void()>& ready) {
+          auto store = PieceStore::Open(Options());
+          if (!store.ok()) ::_exit(2);
+          ready();
+          std::mt19937 child_rng(iteration);
+          std::vector<uint32_t> order(meta.piece_count());
+          std::iota(order.begin(), order.end(), 0);
+          for (;;) {
+            auto task = (*store)->CreateOrOpen(meta);
+            if (!task.ok()) ::_exit(4);
+            std::shuffle(order.begin(), order.end(), child_rng);
+            for (uint32_t n : order) {
+              if (!(*task)->WritePiece(n, PieceOf(meta, content, n)).ok()) ::_exit(5);
+            }
+            if (!(*store)->Delete(meta.task_id).ok()) ::_exit(6);
+          }
+        },
+        absl::Microseconds(500 + rng() % 40000)));
 
     ASSERT_OK_AND_ASSIGN(auto store, PieceStore::Open(Options()));
     std::shared_ptr<Task> task = store->Find(meta.task_id);
