@@ -5,6 +5,17 @@
 #include "base/strings.h"
 
 namespace naiad::peer {
+namespace {
+
+net::HttpServerOptions ServerOptions(const TcpListenConfig& listen, int threads) {
+  net::HttpServerOptions options;
+  options.address = listen.listen;
+  options.port = static_cast<uint16_t>(listen.port);
+  options.threads = threads;
+  return options;
+}
+
+}  // namespace
 
 absl::StatusOr<std::unique_ptr<Peer>> Peer::Start(const PeerConfig& config) {
   RETURN_IF_ERROR(config.Validate());
@@ -18,33 +29,27 @@ absl::StatusOr<std::unique_ptr<Peer>> Peer::Start(const PeerConfig& config) {
       std::make_unique<Downloads>(peer->store_.get(), config.download, &peer->metrics_);
   peer->proxy_ = std::make_unique<Proxy>(peer->config_, peer->downloads_.get(), &peer->metrics_);
   Proxy* proxy = peer->proxy_.get();
-  net::HttpServerOptions proxy_options;
-  proxy_options.address = config.proxy.tcp_listen.listen;
-  proxy_options.port = static_cast<uint16_t>(config.proxy.tcp_listen.port);
-  proxy_options.threads = 64;
   ASSIGN_OR_RETURN(peer->proxy_server_,
-                   net::HttpServer::Start(proxy_options, [proxy](const net::ServerRequest& request,
-                                                                 net::ResponseWriter& writer) {
-                     proxy->Handle(request, writer);
-                   }));
+                   net::HttpServer::Start(
+                       ServerOptions(config.proxy.tcp_listen, 64),
+                       [proxy](const net::ServerRequest& request, net::ResponseWriter& writer) {
+                         proxy->Handle(request, writer);
+                       }));
   Peer* self = peer.get();
-  net::HttpServerOptions health_options;
-  health_options.address = config.health.tcp_listen.listen;
-  health_options.port = static_cast<uint16_t>(config.health.tcp_listen.port);
-  health_options.threads = 4;
   ASSIGN_OR_RETURN(peer->health_server_,
-                   net::HttpServer::Start(health_options, [self](const net::ServerRequest& request,
-                                                                 net::ResponseWriter& writer) {
-                     net::HttpHeaders headers;
-                     if (request.path == self->config_.health.path) {
-                       writer.Respond(200, headers, "OK").IgnoreError();
-                     } else if (request.path == "/metrics") {
-                       headers.Add("Content-Type", "text/plain; version=0.0.4").IgnoreError();
-                       writer.Respond(200, headers, self->MetricsText()).IgnoreError();
-                     } else {
-                       writer.Respond(404, headers, "").IgnoreError();
-                     }
-                   }));
+                   net::HttpServer::Start(
+                       ServerOptions(config.health.tcp_listen, 4),
+                       [self](const net::ServerRequest& request, net::ResponseWriter& writer) {
+                         net::HttpHeaders headers;
+                         if (request.path == self->config_.health.path) {
+                           writer.Respond(200, headers, "OK").IgnoreError();
+                         } else if (request.path == "/metrics") {
+                           headers.Add("Content-Type", "text/plain; version=0.0.4").IgnoreError();
+                           writer.Respond(200, headers, self->MetricsText()).IgnoreError();
+                         } else {
+                           writer.Respond(404, headers, "").IgnoreError();
+                         }
+                       }));
   peer->gc_thread_ = std::thread([self] { self->CollectGarbageLoop(); });
   LogInfo("peer started", {{"proxy_port", peer->proxy_port()},
                            {"health_port", peer->health_port()},
