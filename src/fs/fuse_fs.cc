@@ -253,7 +253,9 @@ struct FuseOps {
     const auto& entries = *reinterpret_cast<std::vector<DirEntry>*>(fi->fh);
     std::string buffer(size, '\0');
     size_t used = 0;
-    const std::string dir_path = fs.trace_ != nullptr ? fs.trace_->PathOf(ToNid(fs, ino)) : "";
+    // Entries listed with attributes count as looked up: remember their paths for the trace.
+    const std::string dir_path =
+        plus && fs.trace_ != nullptr ? fs.trace_->PathOf(ToNid(fs, ino)) : "";
     for (size_t i = static_cast<size_t>(off); i < entries.size(); ++i) {
       const DirEntry& entry = entries[i];
       size_t added;

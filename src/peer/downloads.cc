@@ -163,10 +163,13 @@ std::optional<uint32_t> Downloads::NextPiece(Download& download) {
     }
   }
   if (!download.whole) return std::nullopt;
+  // The cursor only moves over pieces that are present or being fetched, so asking again (as
+  // HasWork() does on every unlock) never skips a piece.
   uint32_t count = download.task->meta().piece_count();
   while (download.cursor < count) {
-    uint32_t n = download.cursor++;
+    uint32_t n = download.cursor;
     if (!download.task->HasPiece(n) && !download.in_flight.contains(n)) return n;
+    ++download.cursor;
   }
   return std::nullopt;
 }

@@ -144,6 +144,22 @@ TEST_F(PeerProxyTest, RangesFromSeveralClientsGet206AndTheRightBytes) {
   EXPECT_LE(RegistryBlobBytes(), blob_.size());
 }
 
+// download.prefetch: a ranged request fetches the rest of the blob in the background, every piece.
+TEST_F(PeerProxyTest, ARangedRequestPrefetchesTheWholeBlob) {
+  ASSERT_OK(registry_->ResetCounters());
+  ASSERT_OK_AND_ASSIGN(net::HttpResponse response, Get(BlobPath(), net::ByteRange{0, 4096}));
+  ASSERT_EQ(response.status, 206);
+  absl::Time deadline = absl::Now() + absl::Seconds(30);
+  while (RegistryBlobBytes() < blob_.size() && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  EXPECT_EQ(RegistryBlobBytes(), blob_.size());
+  ASSERT_OK(registry_->ResetCounters());
+  ASSERT_OK_AND_ASSIGN(response, Get(BlobPath()));
+  EXPECT_EQ(Digest::Of(DigestAlgorithm::kSha256, response.body), digest_);
+  EXPECT_EQ(RegistryBlobBytes(), 0u);
+}
+
 TEST_F(PeerProxyTest, EverythingElseIsRelayedDirectly) {
   std::string manifest =
       R"({"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":")" +
