@@ -19,3 +19,7 @@ if(NAIAD_BUILD_TESTS)
 endif()
 
 include(Blake3)
+
+# Control-plane RPC (api/): protobuf 3.21 and gRPC 1.51.
+find_package(Protobuf REQUIRED)
+find_package(gRPC CONFIG REQUIRED)

@@ -668,7 +668,7 @@ class Bench {
     if (fetch_boot) {
       // What a snapshotter does first: fetch the bootstrap (verified against its digest).
       boot = dir + "/image.boot";
-      RETURN_IF_ERROR(RunLogged(cluster_.Wrap(kClientHost, {flags_.naiad, "get", "-q",
+      RETURN_IF_ERROR(RunLogged(cluster_.Wrap(kClientHost, {flags_.naiad, "get", "-q", "--direct",
                                                             StrCat(registry_.url(), "/v2/", b.repo,
                                                                    "/blobs/", b.boot_digest),
                                                             "-O", boot, "--digest", b.boot_digest}),

@@ -3,8 +3,10 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
+#include <cstring>
 
 #include "base/file.h"
 #include "base/status_macros.h"
@@ -31,6 +33,18 @@ absl::Status WriteTestFile(const std::string& path, std::string_view data, mode_
   RETURN_IF_ERROR(WriteFull(fd.get(), data));
   if (::fchmod(fd.get(), mode) != 0) return ErrnoError(errno, StrCat("chmod ", path));
   return absl::OkStatus();
+}
+
+std::string PseudoRandomBytes(uint64_t size, uint64_t seed) {
+  std::string bytes(size, '\0');
+  uint64_t x = seed * 0x9E3779B97F4A7C15ull + 1;  // xorshift64, seeded away from zero
+  for (uint64_t i = 0; i < size; i += 8) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    std::memcpy(bytes.data() + i, &x, std::min<uint64_t>(8, size - i));
+  }
+  return bytes;
 }
 
 }  // namespace naiad::testing

@@ -28,4 +28,8 @@ std::string SharedPath(std::string_view relative);
 // durability, and hundreds of fsyncs make a suite slow.
 absl::Status WriteTestFile(const std::string& path, std::string_view data, mode_t mode = 0644);
 
+// `size` pseudo-random (incompressible), deterministic bytes; a different `seed` gives different
+// bytes.
+std::string PseudoRandomBytes(uint64_t size, uint64_t seed = 1);
+
 }  // namespace naiad::testing

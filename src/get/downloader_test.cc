@@ -1,16 +1,21 @@
 #include "get/downloader.h"
 
+#include <sys/stat.h>
+
 #include <filesystem>
 #include <string>
 
+#include "absl/synchronization/notification.h"
 #include "base/file.h"
 #include "base/status_matchers.h"
+#include "base/strings.h"
 #include "net/http_server.h"
 
 namespace naiad::get {
 namespace {
 
 using ::naiad::testing::StatusIs;
+using ::testing::AllOf;
 using ::testing::HasSubstr;
 
 std::string Payload() {
@@ -19,25 +24,37 @@ std::string Payload() {
   return data;
 }
 
-// Serves /blob (the payload), /short (announces the payload's length, sends half) and 404s.
+// Serves /blob (the payload), /short (announces the payload's length, sends half), /stall
+// (sends half, then waits until the test ends), /huge-error (a 500 with a 1 MiB body) and 404s.
 class DownloaderTest : public ::testing::Test {
  protected:
   void SetUp() override {
     auto server = net::HttpServer::Start(
         {}, [this](const net::ServerRequest& request, net::ResponseWriter& writer) {
+          std::string_view half = std::string_view(payload_).substr(0, payload_.size() / 2);
           if (request.path == "/blob") {
-            writer.Respond(200, {}, payload_).IgnoreError();
+            net::HttpHeaders headers;
+            headers.Add("X-Test", "yes").IgnoreError();
+            writer.Respond(200, headers, payload_).IgnoreError();
           } else if (request.path == "/short") {
             writer.Begin(200, {}, payload_.size()).IgnoreError();
-            writer.Write(std::string_view(payload_).substr(0, payload_.size() / 2)).IgnoreError();
+            writer.Write(half).IgnoreError();
+          } else if (request.path == "/stall") {
+            writer.Begin(200, {}, payload_.size()).IgnoreError();
+            writer.Write(half).IgnoreError();
+            released_.WaitForNotificationWithTimeout(absl::Seconds(10));
+          } else if (request.path == "/huge-error") {
+            writer.Respond(500, {}, std::string(1 << 20, 'x')).IgnoreError();
           } else {
-            writer.Respond(404, {}, "no such blob").IgnoreError();
+            writer.Respond(404, {}, "no such blob\n  try\tanother").IgnoreError();
           }
         });
     ASSERT_OK(server.status());
     server_ = std::move(*server);
     ASSERT_OK_AND_ASSIGN(dir_, TempDir::Create());
   }
+
+  void TearDown() override { released_.Notify(); }
 
   // Nothing but the named files may exist in the output directory: no temporaries.
   void ExpectDirHolds(size_t files) {
@@ -54,6 +71,7 @@ class DownloaderTest : public ::testing::Test {
   }
 
   std::string payload_ = Payload();
+  absl::Notification released_;
   std::unique_ptr<net::HttpServer> server_;
   TempDir dir_;
   net::HttpClient client_;
@@ -72,6 +90,11 @@ TEST_F(DownloaderTest, DownloadsAndVerifiesDigest) {
   EXPECT_EQ(result.bytes, payload_.size());
   EXPECT_EQ(result.sha256, *options.digest);
   EXPECT_THAT(ReadFileToString(options.output), ::naiad::testing::IsOkAndHolds(payload_));
+  struct stat st {};
+  ASSERT_EQ(::stat(options.output.c_str(), &st), 0);
+  mode_t mask = ::umask(022);
+  ::umask(mask);
+  EXPECT_EQ(st.st_mode & 0777, 0666 & ~mask);  // not mkstemp's 0600
   EXPECT_GE(reports, 1);
   EXPECT_EQ(last_bytes, payload_.size());
   ExpectDirHolds(1);
@@ -91,9 +114,55 @@ TEST_F(DownloaderTest, DigestMismatchLeavesNoOutput) {
   ExpectDirHolds(0);
 }
 
-TEST_F(DownloaderTest, HttpErrorLeavesNoOutput) {
+TEST_F(DownloaderTest, HttpErrorNamesStatusAndBodyAndLeavesNoOutput) {
   EXPECT_THAT(Download(client_, Options("/missing")),
-              StatusIs(absl::StatusCode::kNotFound, HasSubstr("/missing")));
+              StatusIs(absl::StatusCode::kNotFound,
+                       AllOf(HasSubstr("/missing"), HasSubstr("HTTP status 404"),
+                             HasSubstr(": no such blob try another"))));
+  ExpectDirHolds(0);
+}
+
+TEST_F(DownloaderTest, LongErrorBodiesAreCutShort) {
+  absl::StatusOr<DownloadResult> result = Download(client_, Options("/huge-error"));
+  EXPECT_THAT(result, StatusIs(absl::StatusCode::kUnavailable, HasSubstr("500")));
+  EXPECT_LT(result.status().message().size(), 400u);
+  EXPECT_THAT(std::string(ToStd(result.status().message())), ::testing::EndsWith("..."));
+  ExpectDirHolds(0);
+}
+
+// The daemon path: another request fetches the content; errors still name the content's URL.
+TEST_F(DownloaderTest, FetchesWithTheGivenRequestAndReportsTheResponse) {
+  DownloadOptions options = Options("/blob");
+  options.url = "http://origin.invalid/blob";
+  options.via = "a test server";
+  std::optional<std::string> seen;
+  options.on_response = [&](const net::HttpResponse& response) {
+    seen = response.headers.Get("X-Test");
+  };
+  ASSERT_OK_AND_ASSIGN(
+      DownloadResult result,
+      Download(client_, net::HttpRequest{.url = server_->url() + "/blob"}, options));
+  EXPECT_EQ(result.bytes, payload_.size());
+  EXPECT_EQ(seen, "yes");
+  ExpectDirHolds(1);
+
+  options.on_error = [](const net::HttpResponse& response) {
+    return absl::NotFoundError(StrCat("custom ", response.status, " ", response.body));
+  };
+  EXPECT_THAT(Download(client_, net::HttpRequest{.url = server_->url() + "/missing"}, options),
+              StatusIs(absl::StatusCode::kNotFound, "custom 404 no such blob\n  try\tanother"));
+  options.output = dir_.Join("short");
+  EXPECT_THAT(Download(client_, net::HttpRequest{.url = server_->url() + "/short"}, options),
+              StatusIs(absl::StatusCode::kUnavailable,
+                       HasSubstr("http://origin.invalid/blob via a test server: ")));
+  ExpectDirHolds(1);
+}
+
+TEST_F(DownloaderTest, TimeoutNamesTheLimitAndLeavesNoOutput) {
+  DownloadOptions options = Options("/stall");
+  options.timeout = absl::Milliseconds(300);
+  EXPECT_THAT(Download(client_, options),
+              StatusIs(absl::StatusCode::kDeadlineExceeded, HasSubstr("timed out after 300ms")));
   ExpectDirHolds(0);
 }
 

@@ -128,12 +128,15 @@ struct DownloadConfig {
   bool prefetch = false;      // a ranged request also fetches the whole task in the background
   int concurrent_pieces = 4;  // Naiad: ranged origin requests in flight per task
   absl::Duration piece_timeout = absl::Seconds(30);
+  // Naiad: the local API socket (`naiad get`); empty disables it.
+  std::string unix_socket = "/run/naiad/peer.sock";
 
   template <typename V>
   void Fields(V& v) {
     v("prefetch", prefetch);
     v("concurrentPieceCount", concurrent_pieces, Range(1, 64));
     v("pieceDownloadTimeout", piece_timeout);
+    v("unixSocket", unix_socket);
   }
 };
 
@@ -148,6 +151,77 @@ struct StorageConfig {
   }
 };
 
+// Go dfdaemon's `upload` section: the service other peers fetch pieces from.
+struct UploadConfig {
+  TcpListenConfig tcp_listen{.listen = "0.0.0.0", .port = 65002};
+  // Bytes per second for all uploads together: "100Mi", "50MB", "1048576"; empty or 0 unlimited.
+  std::string rate_limit;
+  int concurrent_limit = 200;          // Naiad: uploads served at once (Dragonfly's load limit)
+  int per_peer_concurrent_limit = 16;  // Naiad: uploads at once to one requesting peer
+
+  template <typename V>
+  void Fields(V& v) {
+    v("tcpListen", tcp_listen);
+    v("rateLimit", rate_limit);
+    v("concurrentLimit", concurrent_limit, Range(1, 100000));
+    v("perPeerConcurrentLimit", per_peer_concurrent_limit, Range(1, 100000));
+  }
+};
+
+struct NetAddr {
+  std::string type = "tcp";
+  std::string addr;  // "host:port"
+
+  template <typename V>
+  void Fields(V& v) {
+    v("type", type);
+    v("addr", addr, Required());
+  }
+};
+
+// Go dfdaemon's `scheduler` section (no manager: the schedulers are listed).
+struct SchedulerClientConfig {
+  std::vector<NetAddr> net_addrs;  // empty: no swarm, every task comes from the origin
+  // A scheduler call that takes longer fails over to the origin for that task.
+  absl::Duration schedule_timeout = absl::Seconds(2);
+  bool disable_auto_back_source = false;
+  // Naiad: AnnounceHost period until the scheduler says otherwise.
+  absl::Duration keepalive_interval = absl::Seconds(5);
+
+  template <typename V>
+  void Fields(V& v) {
+    v("netAddrs", net_addrs);
+    v("scheduleTimeout", schedule_timeout);
+    v("disableAutoBackSource", disable_auto_back_source);
+    v("keepAliveInterval", keepalive_interval);
+  }
+};
+
+// Go dfdaemon's `host` section: how this node presents itself to the scheduler.
+struct HostConfig {
+  std::string hostname;      // empty: gethostname()
+  std::string advertise_ip;  // empty: the address of the interface that reaches the scheduler
+  std::string idc;
+  std::string location;
+
+  template <typename V>
+  void Fields(V& v) {
+    v("hostname", hostname);
+    v("advertiseIP", advertise_ip);
+    v("idc", idc);
+    v("location", location);
+  }
+};
+
+struct SeedPeerConfig {
+  bool enable = false;  // also `naiad peer --seed`
+
+  template <typename V>
+  void Fields(V& v) {
+    v("enable", enable);
+  }
+};
+
 struct PeerConfig {
   std::string data_dir = "/var/lib/naiad/peer";
   absl::Duration gc_interval = absl::Minutes(1);
@@ -156,6 +230,10 @@ struct PeerConfig {
   HealthConfig health;
   DownloadConfig download;
   StorageConfig storage;
+  UploadConfig upload;
+  SchedulerClientConfig scheduler;
+  HostConfig host;
+  SeedPeerConfig seed_peer;
 
   template <typename V>
   void Fields(V& v) {
@@ -166,6 +244,10 @@ struct PeerConfig {
     v("health", health);
     v("download", download);
     v("storage", storage);
+    v("upload", upload);
+    v("scheduler", scheduler);
+    v("host", host);
+    v("seedPeer", seed_peer);
   }
   absl::Status Validate() const;
 

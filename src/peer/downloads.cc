@@ -1,8 +1,8 @@
 #include "peer/downloads.h"
 
-#include <set>
+#include <algorithm>
+#include <random>
 
-#include "absl/container/flat_hash_set.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "base/logging.h"
@@ -13,6 +13,22 @@ namespace naiad::peer {
 namespace {
 
 constexpr int kWorkers = 16;
+constexpr int kPieceAttempts = 3;  // origin failures of one piece before the task fails
+// Parent failures of one piece before it is asked from the origin instead.
+constexpr int kParentAttempts = 6;
+// How long a parent is left alone after it failed, or after it said it is busy (429).
+constexpr absl::Duration kParentBench = absl::Seconds(5);
+constexpr absl::Duration kParentBusyBench = absl::Milliseconds(200);
+// Tasks whose traffic is remembered (for `naiad get`'s progress line).
+constexpr size_t kTrafficEntries = 4096;
+// Lease candidates asked for beyond what we can fetch at once (see PiecesToLease).
+constexpr int kExtraLeaseCandidates = 16;
+// Busy marks kept per task at most (they expire in kParentBusyBench anyway).
+constexpr size_t kMaxBusyEntries = 4096;
+// How long a parent that is fetching a piece from the origin is asked to wait for it.
+constexpr absl::Duration kParentWait = absl::Seconds(10);
+// After a scheduler failure, new tasks skip the scheduler for this long.
+constexpr absl::Duration kSchedulerDownFor = absl::Seconds(10);
 
 bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
   return absl::EqualsIgnoreCase(ToAbsl(a), ToAbsl(b));
@@ -20,7 +36,6 @@ bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
 bool StartsWithIgnoreCase(std::string_view text, std::string_view prefix) {
   return absl::StartsWithIgnoreCase(ToAbsl(text), ToAbsl(prefix));
 }
-constexpr int kPieceAttempts = 3;
 
 // Headers never forwarded to an origin: hop-by-hop, and ours.
 bool ForwardToOrigin(std::string_view name) {
@@ -40,24 +55,74 @@ net::HttpHeaders OriginHeaders(const net::HttpHeaders& client) {
   return headers;
 }
 
+// A random number in [0, n) (0 when n is 0); cheap, per thread.
+size_t RandomBelow(size_t n) {
+  thread_local std::minstd_rand random(std::random_device{}());
+  return n == 0 ? 0 : random() % n;
+}
+
+schedv1::TaskInfo TaskInfoOf(const piece::TaskMeta& meta, const net::HttpHeaders& headers) {
+  schedv1::TaskInfo info;
+  info.set_task_id(meta.task_id);
+  info.set_url(meta.url);
+  info.set_content_length(meta.content_length);
+  info.set_piece_size(meta.piece_size);
+  info.set_digest(meta.digest);
+  for (const auto& [name, value] : headers.entries())
+    (*info.mutable_origin_headers())[name] = value;
+  return info;
+}
+
 }  // namespace
 
 struct Downloads::Download {
   std::shared_ptr<piece::Task> task;
   OriginRequest origin;
-  std::set<uint32_t> wanted;
+  std::set<uint32_t> wanted;  // pieces a reader waits for, fetched first
   bool whole = false;
-  uint32_t cursor = 0;
+  uint32_t cursor = 0;  // origin mode: the next piece of the whole task
   absl::flat_hash_set<uint32_t> in_flight;
-  absl::flat_hash_map<uint32_t, int> attempts;
+  int origin_in_flight = 0;
+  absl::flat_hash_map<uint32_t, int> attempts;         // origin failures per piece
+  absl::flat_hash_map<uint32_t, int> parent_attempts;  // parent failures per piece
+  bool fetched_from_origin = false;
+  // NextPiece() found nothing to do at this version of the downloads' state: until something
+  // changes there is no need to look again (the scan over all pieces is not free).
+  uint64_t idle_at_version = ~uint64_t{0};
+
+  // The swarm. `swarm` false: every piece from the origin (no scheduler, or it failed).
+  bool swarm = false;
+  bool seed = false;  // a scheduler asked us (a seed peer) to fetch the whole task
+  bool registered = false;
+  bool syncing = false;
+  absl::Time next_sync = absl::InfinitePast();
+  std::vector<schedv1::Parent> parents;  // best first
+  std::vector<uint16_t> holders;         // per piece: how many parents hold it
+  schedv1::SyncTaskResponse view;        // crcs, seed_active, ... of the last answer
+  absl::flat_hash_set<uint32_t> leases;  // origin leases granted to us, not yet used
+  std::vector<schedv1::PieceReport> unreported;
+  std::vector<std::string> failed_parents;                      // to report
+  absl::flat_hash_map<std::string, int> parent_load;            // our requests in flight
+  absl::flat_hash_map<std::string, absl::Time> parent_benched;  // left alone until then
+  // "<parent>/<piece>" the parent refused as busy (it is sending that piece to someone else).
+  absl::flat_hash_map<std::string, absl::Time> piece_busy;
+
+  std::optional<uint32_t> KnownCrc(uint32_t n) const {
+    if (!BitmapHas(view.crc32c_known(), n) || static_cast<int>(n) >= view.crc32c_size()) {
+      return std::nullopt;
+    }
+    return view.crc32c(static_cast<int>(n));
+  }
 };
 
-Downloads::Downloads(piece::PieceStore* store, DownloadConfig config, PeerMetrics* metrics)
-    : store_(store),
-      config_(config),
-      metrics_(metrics),
+Downloads::Downloads(DownloadsOptions options)
+    : options_(std::move(options)),
+      store_(options_.store),
+      config_(options_.config),
+      metrics_(options_.metrics),
       client_({.connect_timeout = absl::Seconds(10), .low_speed_time = absl::Seconds(20)}) {
   for (int i = 0; i < kWorkers; ++i) workers_.emplace_back([this] { Work(); });
+  if (options_.scheduler != nullptr) sync_thread_ = std::thread([this] { SyncLoop(); });
 }
 
 Downloads::~Downloads() {
@@ -67,6 +132,7 @@ Downloads::~Downloads() {
   }
   cancel_.Cancel();
   for (std::thread& worker : workers_) worker.join();
+  if (sync_thread_.joinable()) sync_thread_.join();
 }
 
 absl::StatusOr<piece::TaskMeta> Downloads::ProbeOrigin(const std::string& task_id,
@@ -110,6 +176,45 @@ absl::StatusOr<piece::TaskMeta> Downloads::ProbeOrigin(const std::string& task_i
   return meta;
 }
 
+// Queues a report of every piece held (their crcs are not authoritative: PIECE_SOURCE_PEER).
+void Downloads::ReportAllPieces(Download& download) {
+  const piece::Task& task = *download.task;
+  download.unreported.clear();
+  for (uint32_t n = 0; n < task.meta().piece_count(); ++n) {
+    if (!task.HasPiece(n)) continue;
+    schedv1::PieceReport report;
+    report.set_number(n);
+    report.set_crc32c(task.PieceCrc(n).value_or(0));
+    report.set_source(schedv1::PIECE_SOURCE_PEER);
+    download.unreported.push_back(std::move(report));
+  }
+}
+
+std::shared_ptr<piece::Task> Downloads::AddDownload(std::shared_ptr<piece::Task> task,
+                                                    const OriginRequest& origin, bool seed) {
+  auto [it, inserted] = downloads_.try_emplace(task->meta().task_id);
+  if (!inserted) {
+    it->second->seed = it->second->seed || seed;
+    it->second->whole = it->second->whole || seed;
+    ++version_;
+    return it->second->task;
+  }
+  auto download = std::make_shared<Download>();
+  download->task = std::move(task);
+  download->origin = {.url = origin.url, .headers = OriginHeaders(origin.headers)};
+  download->seed = seed;
+  download->whole = seed;
+  download->swarm = options_.scheduler != nullptr &&
+                    (absl::Now() >= scheduler_down_until_ || !options_.back_to_source);
+  if (download->swarm) {
+    ReportAllPieces(*download);  // pieces recovered from disk are news for the scheduler
+    sync_wanted_ = true;
+  }
+  it->second = std::move(download);
+  ++version_;
+  return it->second->task;
+}
+
 absl::StatusOr<std::shared_ptr<piece::Task>> Downloads::Open(const std::string& task_id,
                                                              const OriginRequest& origin,
                                                              OriginError* origin_error) {
@@ -129,46 +234,154 @@ absl::StatusOr<std::shared_ptr<piece::Task>> Downloads::Open(const std::string& 
   }
   if (task->complete()) return task;
   absl::MutexLock lock(&mu_);
-  auto [it, inserted] = downloads_.try_emplace(task_id);
-  if (inserted) {
-    it->second = std::make_shared<Download>();
-    it->second->task = task;
-    it->second->origin = {.url = origin.url, .headers = OriginHeaders(origin.headers)};
+  return AddDownload(std::move(task), origin, /*seed=*/false);
+}
+
+absl::Status Downloads::Seed(const SeedTask& seed) {
+  std::shared_ptr<piece::Task> task = store_->Find(seed.meta.task_id);
+  if (task == nullptr || !task->failure().ok() ||
+      task->meta().content_length != seed.meta.content_length) {
+    ASSIGN_OR_RETURN(task, store_->CreateOrOpen(seed.meta));
+    ++metrics_->tasks_started;
   }
-  return it->second->task;
+  ++metrics_->seed_tasks;
+  absl::MutexLock lock(&mu_);
+  if (task->complete()) {
+    // Tell the scheduler we hold it, so peers use us.
+    AddDownload(task, seed.origin, /*seed=*/true);
+    return absl::OkStatus();
+  }
+  AddDownload(std::move(task), seed.origin, /*seed=*/true);
+  return absl::OkStatus();
 }
 
 void Downloads::Want(const std::shared_ptr<piece::Task>& task, uint32_t first, uint32_t last,
-                     bool whole) {
+                     bool whole, bool urgent) {
   absl::MutexLock lock(&mu_);
   auto it = downloads_.find(task->meta().task_id);
   if (it == downloads_.end()) return;  // complete (or failed: the reader sees the failure)
   Download& download = *it->second;
-  for (uint32_t n = first; n <= last; ++n) {
-    if (!task->HasPiece(n)) download.wanted.insert(n);
+  for (uint32_t n = first; n <= last && (urgent || !download.swarm); ++n) {
+    if (!task->HasPiece(n) && download.wanted.insert(n).second && download.swarm) {
+      sync_wanted_ = true;  // it may need a lease
+    }
   }
   download.whole = download.whole || whole;
+  ++version_;
 }
 
-std::optional<uint32_t> Downloads::NextPiece(Download& download) {
-  if (static_cast<int>(download.in_flight.size()) >= config_.concurrent_pieces) return std::nullopt;
+TaskTraffic Downloads::Traffic(const std::string& task_id) {
+  absl::MutexLock lock(&mu_);
+  auto it = traffic_.find(task_id);
+  return it == traffic_.end() ? TaskTraffic{} : it->second;
+}
+
+// ---- Piece selection --------------------------------------------------------------------------
+
+std::optional<Downloads::Assignment> Downloads::SourceFor(Download& download, uint32_t n,
+                                                          bool urgent) {
+  if (!download.swarm || download.leases.contains(n)) {
+    if (download.origin_in_flight >= config_.concurrent_pieces) return std::nullopt;
+    return Assignment{.piece = n};
+  }
+  if (download.parent_attempts[n] >= kParentAttempts) return std::nullopt;  // needs a lease
+  const int per_parent = std::max(2, config_.concurrent_pieces / 2);
+  absl::Time now = absl::Now();
+  const schedv1::Parent* best = nullptr;
+  int best_load = 0;
+  bool wait = false;
+  // Parents are tried from a random one on, so that among equally good parents each child picks
+  // a different one: in the scheduler's order, every child would load the same best parent.
+  const size_t count = download.parents.size();
+  const size_t start = RandomBelow(count);
+  for (size_t i = 0; i < count; ++i) {
+    const schedv1::Parent& parent = download.parents[(start + i) % count];
+    // A piece a reader waits for may be asked from the parent fetching it from the origin right
+    // now: its upload service answers when the piece arrives (no polling in between).
+    bool fetching = !BitmapHas(parent.bitmap(), n) && urgent && BitmapHas(parent.fetching(), n);
+    if (!BitmapHas(parent.bitmap(), n) && !fetching) continue;
+    if (best != nullptr && fetching && !wait) continue;  // one that holds it is better
+    auto benched = download.parent_benched.find(parent.host_id());
+    if (benched != download.parent_benched.end() && benched->second > now) continue;
+    auto busy = download.piece_busy.find(StrCat(parent.host_id(), "/", n));
+    if (busy != download.piece_busy.end() && busy->second > now) continue;
+    int load = download.parent_load[parent.host_id()];
+    if (load >= per_parent) continue;
+    // Normal peers before seeds (a seed's upload is best spent on pieces nobody else has), then
+    // the least loaded.
+    bool seed = parent.type() == schedv1::HOST_TYPE_SEED;
+    bool best_seed = best != nullptr && best->type() == schedv1::HOST_TYPE_SEED;
+    bool better =
+        best == nullptr || (best_seed && !seed) || (seed == best_seed && load < best_load);
+    better = better || (wait && !fetching);
+    if (better) {
+      best = &parent;
+      best_load = load;
+      wait = fetching;
+    }
+  }
+  if (best == nullptr) return std::nullopt;
+  return Assignment{.piece = n,
+                    .parent = ParentAddress{.host_id = best->host_id(),
+                                            .ip = best->ip(),
+                                            .port = static_cast<uint16_t>(best->upload_port())},
+                    .wait = wait,
+                    .urgent = urgent};
+}
+
+std::optional<Downloads::Assignment> Downloads::RarestPiece(Download& download) {
+  const piece::Task& task = *download.task;
+  uint32_t count = task.meta().piece_count();
+  if (count == 0) return std::nullopt;
+  // Start at a random piece so that peers choosing among equally rare pieces pick different ones.
+  uint32_t start = static_cast<uint32_t>(RandomBelow(count));
+  std::optional<Assignment> best;
+  uint32_t best_holders = 0;
+  for (uint32_t i = 0; i < count; ++i) {
+    uint32_t n = (start + i) % count;
+    if (task.HasPiece(n) || download.in_flight.contains(n)) continue;
+    uint32_t holders = n < download.holders.size() ? download.holders[n] : 0;
+    if (best.has_value() && holders >= best_holders) continue;
+    if (std::optional<Assignment> source = SourceFor(download, n, /*urgent=*/false)) {
+      best = source;
+      best_holders = holders;
+      if (holders <= 1) break;  // cannot do better
+    }
+  }
+  return best;
+}
+
+std::optional<Downloads::Assignment> Downloads::NextPiece(Download& download) {
+  if (download.idle_at_version == version_) return std::nullopt;
+  std::optional<Assignment> next = FindNextPiece(download);
+  if (!next.has_value()) download.idle_at_version = version_;
+  return next;
+}
+
+std::optional<Downloads::Assignment> Downloads::FindNextPiece(Download& download) {
+  int limit = download.swarm ? 2 * config_.concurrent_pieces : config_.concurrent_pieces;
+  if (static_cast<int>(download.in_flight.size()) >= limit) return std::nullopt;
   if (!download.task->failure().ok()) return std::nullopt;
   for (auto it = download.wanted.begin(); it != download.wanted.end();) {
     if (download.task->HasPiece(*it)) {
       it = download.wanted.erase(it);
     } else if (download.in_flight.contains(*it)) {
       ++it;
+    } else if (std::optional<Assignment> source = SourceFor(download, *it, /*urgent=*/true)) {
+      return source;
     } else {
-      return *it;
+      ++it;
     }
   }
   if (!download.whole) return std::nullopt;
+  if (download.swarm) return RarestPiece(download);
   // The cursor only moves over pieces that are present or being fetched, so asking again (as
   // HasWork() does on every unlock) never skips a piece.
   uint32_t count = download.task->meta().piece_count();
   while (download.cursor < count) {
     uint32_t n = download.cursor;
-    if (!download.task->HasPiece(n) && !download.in_flight.contains(n)) return n;
+    if (!download.task->HasPiece(n) && !download.in_flight.contains(n))
+      return SourceFor(download, n, /*urgent=*/false);
     ++download.cursor;
   }
   return std::nullopt;
@@ -182,7 +395,9 @@ bool Downloads::HasWork() {
   return false;
 }
 
-absl::Status Downloads::FetchPiece(const Download& download, uint32_t n) {
+// ---- Fetching ---------------------------------------------------------------------------------
+
+absl::Status Downloads::FetchFromOrigin(const Download& download, uint32_t n) {
   const piece::TaskMeta& meta = download.task->meta();
   uint64_t offset = meta.PieceOffset(n);
   uint32_t length = meta.PieceLength(n);
@@ -224,10 +439,79 @@ absl::Status Downloads::FetchPiece(const Download& download, uint32_t n) {
   return absl::OkStatus();
 }
 
-void Downloads::Finished(const std::shared_ptr<Download>& download, uint32_t n,
-                         const absl::Status& status) {
+absl::Status Downloads::FetchFromParent(const Download& download, uint32_t n,
+                                        const ParentAddress& parent, bool wait, bool urgent) {
+  const piece::TaskMeta& meta = download.task->meta();
+  std::optional<uint32_t> crc;
+  {
+    absl::MutexLock lock(&mu_);
+    crc = download.KnownCrc(n);
+  }
+  ASSIGN_OR_RETURN(std::string bytes,
+                   options_.piece_client->FetchPiece(
+                       parent, meta, n, crc, wait ? kParentWait : absl::ZeroDuration(),
+                       config_.piece_timeout, &cancel_, options_.host_id, urgent));
+  metrics_->peer_bytes += bytes.size();
+  ++metrics_->peer_pieces;
+  RETURN_IF_ERROR(download.task->WritePiece(n, bytes, crc));
+  ++metrics_->pieces_stored;
+  return absl::OkStatus();
+}
+
+void Downloads::Finished(const std::shared_ptr<Download>& download, const Assignment& assignment,
+                         const absl::Status& status, absl::Duration cost) {
+  uint32_t n = assignment.piece;
+  ++version_;
   download->in_flight.erase(n);
-  if (!status.ok()) {
+  if (assignment.parent.has_value()) {
+    --download->parent_load[assignment.parent->host_id];
+  } else {
+    --download->origin_in_flight;
+  }
+  if (status.ok()) {
+    if (traffic_.size() > kTrafficEntries) traffic_.clear();  // crude, but bounded
+    TaskTraffic& traffic = traffic_[download->task->meta().task_id];
+    uint64_t length = download->task->meta().PieceLength(n);
+    (assignment.parent.has_value() ? traffic.peer_bytes : traffic.origin_bytes) += length;
+    if (download->swarm) {
+      schedv1::PieceReport report;
+      report.set_number(n);
+      report.set_crc32c(download->task->PieceCrc(n).value_or(0));
+      report.set_cost_us(static_cast<uint64_t>(absl::ToInt64Microseconds(cost)));
+      if (assignment.parent.has_value()) {
+        report.set_source(schedv1::PIECE_SOURCE_PEER);
+        report.set_parent_id(assignment.parent->host_id);
+      } else {
+        report.set_source(schedv1::PIECE_SOURCE_ORIGIN);
+        download->leases.erase(n);
+      }
+      download->unreported.push_back(std::move(report));
+      sync_wanted_ = true;
+    }
+    if (!assignment.parent.has_value() && !download->fetched_from_origin) {
+      download->fetched_from_origin = true;
+      ++metrics_->back_to_source;
+    }
+  } else if (assignment.parent.has_value()) {
+    ++metrics_->peer_failures;
+    const std::string& id = assignment.parent->host_id;
+    LogWarn("piece from parent failed", {{"task", download->task->meta().task_id},
+                                         {"piece", n},
+                                         {"parent", id},
+                                         {"error", status}});
+    if (absl::IsResourceExhausted(status)) {
+      // Busy (with this piece, or at its upload limit): try other pieces or parents for a while.
+      if (download->piece_busy.size() > kMaxBusyEntries) download->piece_busy.clear();
+      download->piece_busy[StrCat(id, "/", n)] = absl::Now() + kParentBusyBench;
+    } else if (assignment.wait && absl::IsNotFound(status)) {
+      // Its own origin fetch did not deliver in time: not the parent's fault.
+      download->parent_benched[id] = absl::Now() + kParentBusyBench;
+    } else {
+      download->parent_benched[id] = absl::Now() + kParentBench;
+      download->failed_parents.push_back(id);
+      if (++download->parent_attempts[n] >= kParentAttempts) sync_wanted_ = true;
+    }
+  } else {
     ++metrics_->origin_failures;
     int attempts = ++download->attempts[n];
     LogWarn("piece download failed",
@@ -238,12 +522,19 @@ void Downloads::Finished(const std::shared_ptr<Download>& download, uint32_t n,
       download->wanted.insert(n);  // try again, first
     }
   }
-  if (download->task->complete() || !download->task->failure().ok()) {
-    auto it = downloads_.find(download->task->meta().task_id);
-    if (it != downloads_.end() && it->second == download && download->in_flight.empty()) {
-      downloads_.erase(it);
-    }
+  Retire(download);
+}
+
+// Drops a download that has nothing left to do: complete (and reported) or failed.
+void Downloads::Retire(const std::shared_ptr<Download>& download) {
+  bool done = download->task->complete() || !download->task->failure().ok();
+  if (!done || !download->in_flight.empty() || download->syncing) return;
+  if (download->swarm && download->task->failure().ok() &&
+      (!download->unreported.empty() || !download->registered)) {
+    return;  // the sync thread reports the last pieces, then retires it
   }
+  auto it = downloads_.find(download->task->meta().task_id);
+  if (it != downloads_.end() && it->second == download) downloads_.erase(it);
 }
 
 void Downloads::Work() {
@@ -252,15 +543,163 @@ void Downloads::Work() {
     mu_.Await(absl::Condition(this, &Downloads::HasWork));
     if (stopping_) return;
     for (auto& [id, entry] : downloads_) {
-      std::optional<uint32_t> n = NextPiece(*entry);
-      if (!n.has_value()) continue;
+      std::optional<Assignment> assignment = NextPiece(*entry);
+      if (!assignment.has_value()) continue;
       std::shared_ptr<Download> download = entry;
-      download->in_flight.insert(*n);
+      download->in_flight.insert(assignment->piece);
+      if (assignment->parent.has_value()) {
+        ++download->parent_load[assignment->parent->host_id];
+      } else {
+        ++download->origin_in_flight;
+      }
       mu_.Unlock();
-      absl::Status status = FetchPiece(*download, *n);
+      absl::Time start = absl::Now();
+      absl::Status status = assignment->parent.has_value()
+                                ? FetchFromParent(*download, assignment->piece, *assignment->parent,
+                                                  assignment->wait, assignment->urgent)
+                                : FetchFromOrigin(*download, assignment->piece);
       mu_.Lock();
-      Finished(download, *n, status);
+      Finished(download, *assignment, status, absl::Now() - start);
       break;
+    }
+  }
+}
+
+// ---- The swarm's sync thread ------------------------------------------------------------------
+
+bool Downloads::SyncDue(const Download& download, absl::Time now) const {
+  if (!download.swarm || download.syncing) return false;
+  if (!download.registered || !download.unreported.empty() || !download.failed_parents.empty()) {
+    return true;
+  }
+  if (download.task->complete() || !download.task->failure().ok()) return false;
+  // Polling for news only while pieces are wanted (a range-only task that is satisfied is idle).
+  if (download.wanted.empty() && !download.whole) return false;
+  return now >= download.next_sync;
+}
+
+std::vector<uint32_t> Downloads::PiecesToLease(const Download& download) const {
+  const piece::Task& task = *download.task;
+  // More candidates than we can fetch: the scheduler grants the first ones nobody else leased.
+  int room = LeaseRoom(download) + kExtraLeaseCandidates;
+  std::vector<uint32_t> pieces;
+  auto consider = [&](uint32_t n) {
+    if (task.HasPiece(n) || download.in_flight.contains(n) || download.leases.contains(n)) return;
+    bool parent_has = n < download.holders.size() && download.holders[n] > 0;
+    auto attempts = download.parent_attempts.find(n);
+    bool parents_failed =
+        attempts != download.parent_attempts.end() && attempts->second >= kParentAttempts;
+    if (parent_has && !parents_failed) return;
+    if (std::find(pieces.begin(), pieces.end(), n) == pieces.end()) pieces.push_back(n);
+  };
+  for (uint32_t n : download.wanted) {
+    if (static_cast<int>(pieces.size()) >= room) return pieces;
+    consider(n);
+  }
+  // The rest of the task is leased by the seed peer when one is at work; else by whoever wants it.
+  if (download.whole && (download.seed || !download.view.seed_active())) {
+    uint32_t count = task.meta().piece_count();
+    for (uint32_t n = 0; n < count && static_cast<int>(pieces.size()) < room; ++n) consider(n);
+  }
+  return pieces;
+}
+
+// Origin leases we could use now: one per free origin slot of the task.
+int Downloads::LeaseRoom(const Download& download) const {
+  return config_.concurrent_pieces - static_cast<int>(download.leases.size());
+}
+
+schedv1::SyncTaskRequest Downloads::BuildSync(Download& download) {
+  schedv1::SyncTaskRequest request;
+  request.set_host_id(options_.host_id);
+  *request.mutable_task() = TaskInfoOf(download.task->meta(), download.origin.headers);
+  for (schedv1::PieceReport& report : download.unreported) *request.add_pieces() = report;
+  download.unreported.clear();
+  for (const std::string& parent : download.failed_parents) request.add_failed_parents(parent);
+  download.failed_parents.clear();
+  request.set_complete(download.task->complete());
+  if (download.task->failure().ok()) {
+    for (uint32_t n : PiecesToLease(download)) request.add_want_origin(n);
+    request.set_max_origin_grants(static_cast<uint32_t>(std::max(LeaseRoom(download), 0)));
+    if (request.max_origin_grants() == 0) request.clear_want_origin();
+  }
+  return request;
+}
+
+void Downloads::FallBackToOrigin(Download& download, const absl::Status& why) {
+  if (!options_.back_to_source) return;
+  LogWarn("scheduler unavailable: fetching the task from the origin",
+          {{"task", download.task->meta().task_id}, {"error", why}});
+  ++metrics_->origin_fallbacks;
+  download.swarm = false;
+  download.cursor = 0;
+  scheduler_down_until_ = absl::Now() + kSchedulerDownFor;
+}
+
+void Downloads::ApplySync(Download& download, const schedv1::SyncTaskRequest& request,
+                          const absl::StatusOr<schedv1::SyncTaskResponse>& response) {
+  download.syncing = false;
+  download.next_sync = absl::Now() + options_.sync_interval;
+  ++version_;
+  if (!response.ok()) {
+    ++metrics_->scheduler_errors;
+    // Keep the news for the next call.
+    for (const schedv1::PieceReport& report : request.pieces()) {
+      download.unreported.push_back(report);
+    }
+    if (absl::IsFailedPrecondition(response.status()) && options_.reannounce) {
+      // The scheduler does not know us (it restarted, or we were silent too long): it forgot
+      // what we hold. The sync loop announces the host again; then we report everything.
+      download.registered = false;
+      ReportAllPieces(download);
+      return;
+    }
+    FallBackToOrigin(download, response.status());
+    return;
+  }
+  download.registered = true;
+  download.view = *response;
+  download.parents.assign(response->parents().begin(), response->parents().end());
+  uint32_t count = download.task->meta().piece_count();
+  download.holders.assign(count, 0);
+  for (const schedv1::Parent& parent : download.parents) {
+    for (uint32_t n = 0; n < count; ++n) {
+      if (BitmapHas(parent.bitmap(), n)) ++download.holders[n];
+    }
+  }
+  for (uint32_t n : response->origin_granted()) download.leases.insert(n);
+}
+
+void Downloads::SyncLoop() {
+  absl::MutexLock lock(&mu_);
+  while (!stopping_) {
+    mu_.AwaitWithTimeout(absl::Condition(&sync_wanted_), options_.sync_interval / 2);
+    if (stopping_) return;
+    sync_wanted_ = false;
+    ++version_;  // benched parents may be back: let the workers look again
+    absl::Time now = absl::Now();
+    std::vector<std::shared_ptr<Download>> due;
+    for (auto& [id, download] : downloads_) {
+      if (SyncDue(*download, now)) due.push_back(download);
+    }
+    bool reannounce = false;
+    for (const std::shared_ptr<Download>& download : due) {
+      if (!download->swarm) continue;
+      schedv1::SyncTaskRequest request = BuildSync(*download);
+      download->syncing = true;
+      mu_.Unlock();
+      ++metrics_->scheduler_syncs;
+      absl::StatusOr<schedv1::SyncTaskResponse> response = options_.scheduler->SyncTask(request);
+      mu_.Lock();
+      ApplySync(*download, request, response);
+      if (!response.ok() && absl::IsFailedPrecondition(response.status())) reannounce = true;
+      Retire(download);
+    }
+    if (reannounce && options_.reannounce) {
+      mu_.Unlock();
+      options_.reannounce();
+      mu_.Lock();
+      sync_wanted_ = true;
     }
   }
 }

@@ -1,31 +1,48 @@
 // File: peer/downloads.h
 //
-// The peer's task downloads: for each task, workers that fetch its pieces into the piece store —
-// today from the origin (back to source) with ranged GETs; parents in the swarm come with the
-// scheduler. Pieces a waiting reader needs are fetched first; with `whole`, the rest of the task
-// follows in the background.
+// The peer's task downloads: for each task, workers that fetch its pieces into the piece store,
+// from parents in the swarm or from the origin (back to source).
 //
-//   ASSIGN_OR_RETURN(std::shared_ptr<piece::Task> task, downloads.Open(id, origin));
-//   downloads.Want(task->meta().task_id, first_piece, last_piece, /*whole=*/prefetch);
+//   ASSIGN_OR_RETURN(std::shared_ptr<piece::Task> task, downloads.Open(id, origin, &error));
+//   downloads.Want(task, first_piece, last_piece, /*whole=*/prefetch, /*urgent=*/true);
 //   task->WaitForPieces(first_piece, last_piece, deadline);
+//
+// Without a scheduler every piece comes from the origin with a ranged GET. With one (the swarm),
+// a sync thread keeps each task's view fresh through SyncTask (docs/design/scheduler.md): it
+// reports the pieces gained, learns which parents hold which pieces, and asks for origin leases
+// for pieces nobody holds. A worker then takes, in order of preference:
+//   1. a piece a reader waits for (Want's urgent range), from a parent holding it (or fetching
+//      it from the origin right now: that parent answers when it arrives), or under our lease;
+//   2. with `whole`, the rarest piece among the parents (random among equals), so that peers
+//      fetching the same task spread out instead of all queueing at one parent;
+// each parent serving at most a few of our requests at once (the least loaded first, normal
+// peers before seed peers so a seed's upload goes to pieces nobody else has). A piece that
+// fails from a parent is retried elsewhere and the parent reported; a piece no parent holds is
+// fetched from the origin only under a lease (the scheduler grants each piece to one peer at a
+// time). If the scheduler cannot be reached, the task falls back to the origin for everything.
 //
 // Thread-safe. The destructor stops the workers (in-flight requests are cancelled).
 #pragma once
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "net/http_client.h"
 #include "net/http_types.h"
 #include "peer/config.h"
+#include "peer/piece_client.h"
+#include "peer/scheduler_client.h"
 #include "piece/piece_store.h"
 
 namespace naiad::peer {
@@ -46,18 +63,53 @@ struct PeerMetrics {
   std::atomic<uint64_t> origin_bytes{0};     // piece bytes fetched from origins
   std::atomic<uint64_t> origin_requests{0};  // ranged piece requests to origins
   std::atomic<uint64_t> origin_failures{0};
+  std::atomic<uint64_t> peer_bytes{0};  // piece bytes fetched from parents
+  std::atomic<uint64_t> peer_pieces{0};
+  std::atomic<uint64_t> peer_failures{0};
   std::atomic<uint64_t> pieces_stored{0};
-  std::atomic<uint64_t> tasks_started{0};  // tasks a download was started for
-  std::atomic<uint64_t> served_bytes{0};   // body bytes sent to proxy clients
-  std::atomic<uint64_t> task_hits{0};      // requests answered from complete tasks
+  std::atomic<uint64_t> tasks_started{0};    // tasks a download was started for
+  std::atomic<uint64_t> back_to_source{0};   // tasks that fetched at least one piece from origin
+  std::atomic<uint64_t> scheduler_syncs{0};  // SyncTask calls
+  std::atomic<uint64_t> scheduler_errors{0};
+  std::atomic<uint64_t> origin_fallbacks{0};  // tasks moved to the origin: scheduler unreachable
+  std::atomic<uint64_t> seed_tasks{0};        // tasks a scheduler asked this seed peer to fetch
+  std::atomic<uint64_t> served_bytes{0};      // body bytes sent to proxy clients
+  std::atomic<uint64_t> task_hits{0};         // requests answered from complete tasks
   std::atomic<uint64_t> p2p_requests{0};
   std::atomic<uint64_t> direct_requests{0};
   std::atomic<uint64_t> rejected_requests{0};
 };
 
+struct DownloadsOptions {
+  piece::PieceStore* store = nullptr;
+  DownloadConfig config;
+  PeerMetrics* metrics = nullptr;
+  // The swarm. Without a scheduler, every piece comes from the origin.
+  SchedulerClient* scheduler = nullptr;
+  PieceClient* piece_client = nullptr;
+  std::string host_id;
+  bool back_to_source = true;  // false: never fall back to the origin when the scheduler fails
+  // Called when the scheduler says it does not know this host (it restarted): announce again.
+  std::function<void()> reannounce;
+  // How often a task that still misses pieces asks the scheduler for news.
+  absl::Duration sync_interval = absl::Milliseconds(100);
+};
+
+// Where a task's bytes came from, on this peer.
+struct TaskTraffic {
+  uint64_t origin_bytes = 0;
+  uint64_t peer_bytes = 0;
+};
+
+// What a scheduler asks a seed peer to fetch (POST /v1/seed on the upload service).
+struct SeedTask {
+  piece::TaskMeta meta;
+  OriginRequest origin;
+};
+
 class Downloads {
  public:
-  Downloads(piece::PieceStore* store, DownloadConfig config, PeerMetrics* metrics);
+  explicit Downloads(DownloadsOptions options);
   ~Downloads();
 
   // The task for `task_id`, creating it (its length learnt from the origin) if the store does
@@ -66,23 +118,64 @@ class Downloads {
   absl::StatusOr<std::shared_ptr<piece::Task>> Open(const std::string& task_id,
                                                     const OriginRequest& origin,
                                                     OriginError* origin_error);
-  // Asks for pieces [first, last] first and, with `whole`, every piece of the task.
-  void Want(const std::shared_ptr<piece::Task>& task, uint32_t first, uint32_t last, bool whole);
+  // Asks for pieces [first, last] first and, with `whole`, every piece of the task. Pieces that
+  // are not `urgent` (a reader streams the whole task) are only a hint: in the swarm they come
+  // in the swarm's order, rarest first.
+  void Want(const std::shared_ptr<piece::Task>& task, uint32_t first, uint32_t last, bool whole,
+            bool urgent = true);
+  // Seed-peer mode: fetch the whole task (from the origin under leases, or from other peers).
+  absl::Status Seed(const SeedTask& seed);
+  // Bytes fetched for the task since this daemon started (recent tasks only).
+  TaskTraffic Traffic(const std::string& task_id);
 
  private:
   struct Download;
+  struct Assignment {
+    uint32_t piece = 0;
+    std::optional<ParentAddress> parent;  // nullopt: from the origin
+    bool wait = false;    // the parent is still fetching it from the origin: wait for it there
+    bool urgent = false;  // a reader waits on it
+  };
 
   absl::StatusOr<piece::TaskMeta> ProbeOrigin(const std::string& task_id,
                                               const OriginRequest& origin,
                                               OriginError* origin_error);
-  void Work();
-  // The next piece a worker of `download` should fetch.
-  std::optional<uint32_t> NextPiece(Download& download) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Whether some download has a piece to fetch (or we are stopping).
-  bool HasWork() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::Status FetchPiece(const Download& download, uint32_t n);
-  void Finished(const std::shared_ptr<Download>& download, uint32_t n, const absl::Status& status);
+  // Registers a download for `task` (no-op if there is one). Returns the registered task.
+  std::shared_ptr<piece::Task> AddDownload(std::shared_ptr<piece::Task> task,
+                                           const OriginRequest& origin, bool seed)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
+  void ReportAllPieces(Download& download) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  // Piece selection.
+  std::optional<Assignment> NextPiece(Download& download) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::optional<Assignment> FindNextPiece(Download& download) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::optional<Assignment> SourceFor(Download& download, uint32_t n, bool urgent)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::optional<Assignment> RarestPiece(Download& download) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool HasWork() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Work();
+  absl::Status FetchFromOrigin(const Download& download, uint32_t n);
+  absl::Status FetchFromParent(const Download& download, uint32_t n, const ParentAddress& parent,
+                               bool wait, bool urgent);
+  void Finished(const std::shared_ptr<Download>& download, const Assignment& assignment,
+                const absl::Status& status, absl::Duration cost) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Retire(const std::shared_ptr<Download>& download) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  // The swarm's sync thread.
+  void SyncLoop();
+  bool SyncDue(const Download& download, absl::Time now) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  schedv1::SyncTaskRequest BuildSync(Download& download) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::vector<uint32_t> PiecesToLease(const Download& download) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  int LeaseRoom(const Download& download) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ApplySync(Download& download, const schedv1::SyncTaskRequest& request,
+                 const absl::StatusOr<schedv1::SyncTaskResponse>& response)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void FallBackToOrigin(Download& download, const absl::Status& why)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  const DownloadsOptions options_;
   piece::PieceStore* const store_;
   const DownloadConfig config_;
   PeerMetrics* const metrics_;
@@ -92,7 +185,14 @@ class Downloads {
   absl::Mutex mu_;
   absl::flat_hash_map<std::string, std::shared_ptr<Download>> downloads_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  bool sync_wanted_ ABSL_GUARDED_BY(mu_) = false;  // something to tell the scheduler now
+  uint64_t version_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::flat_hash_map<std::string, TaskTraffic> traffic_
+      ABSL_GUARDED_BY(mu_);  // bumped whenever piece selection may change
+  // After a scheduler failure, new tasks go straight to the origin until then.
+  absl::Time scheduler_down_until_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   std::vector<std::thread> workers_;  // a fixed pool, started by the constructor
+  std::thread sync_thread_;
 };
 
 }  // namespace naiad::peer

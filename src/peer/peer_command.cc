@@ -20,6 +20,11 @@ struct Flags {
   int port = -1;
   int health_port = -1;
   std::string log_level = "info";
+  bool seed = false;
+  std::vector<std::string> schedulers;
+  int upload_port = -1;
+  std::string hostname;
+  std::string advertise_ip;
 };
 
 absl::Status Serve(const Flags& flags) {
@@ -32,6 +37,16 @@ absl::Status Serve(const Flags& flags) {
   if (!flags.data_dir.empty()) config.data_dir = flags.data_dir;
   if (flags.port >= 0) config.proxy.tcp_listen.port = flags.port;
   if (flags.health_port >= 0) config.health.tcp_listen.port = flags.health_port;
+  if (flags.upload_port >= 0) config.upload.tcp_listen.port = flags.upload_port;
+  if (flags.seed) config.seed_peer.enable = true;
+  if (!flags.schedulers.empty()) {
+    config.scheduler.net_addrs.clear();
+    for (const std::string& addr : flags.schedulers) {
+      config.scheduler.net_addrs.push_back({.type = "tcp", .addr = addr});
+    }
+  }
+  if (!flags.hostname.empty()) config.host.hostname = flags.hostname;
+  if (!flags.advertise_ip.empty()) config.host.advertise_ip = flags.advertise_ip;
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGTERM);
@@ -55,6 +70,15 @@ int RunPeer(int argc, char** argv) {
   app.add_option("--health-port", flags.health_port,
                  "Health/metrics port (overrides health.tcpListen.port)")
       ->check(CLI::Range(0, 65535));
+  app.add_option("--upload-port", flags.upload_port,
+                 "Piece upload port (overrides upload.tcpListen.port)")
+      ->check(CLI::Range(0, 65535));
+  app.add_flag("--seed", flags.seed, "Seed peer: fetch tasks from the origin when asked");
+  app.add_option("--scheduler", flags.schedulers,
+                 "Scheduler host:port (repeatable; overrides scheduler.netAddrs)");
+  app.add_option("--hostname", flags.hostname, "Host name to announce (overrides host.hostname)");
+  app.add_option("--advertise-ip", flags.advertise_ip,
+                 "Address other peers reach this one at (overrides host.advertiseIP)");
   app.add_option("--log-level", flags.log_level, "trace, debug, info, warn, error");
   CLI11_PARSE(app, argc, argv);
   return cli::ExitCode("peer", Serve(flags));

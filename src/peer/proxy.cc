@@ -3,12 +3,16 @@
 #include <algorithm>
 
 #include "absl/strings/match.h"
+#include "absl/strings/str_split.h"
 #include "base/logging.h"
 #include "base/strings.h"
 #include "piece/piece_store.h"
 
 namespace naiad::peer {
 namespace {
+
+// Pieces ahead of a streaming reader that are fetched first when the whole task is wanted.
+constexpr uint32_t kReadAheadPieces = 8;
 
 // Hop-by-hop and framing headers, which the proxy never copies between its two sides.
 bool IsHopByHop(std::string_view name) {
@@ -137,16 +141,54 @@ void Proxy::Handle(const net::ServerRequest& request, net::ResponseWriter& write
   }
   if (route->swarm) {
     ++metrics_->p2p_requests;
-    ServeFromSwarm(request, route->url, writer);
+    ServeFromSwarm(request, route->url, filtered_params_, writer);
   } else {
     ++metrics_->direct_requests;
     Relay(request, route->url, writer);
   }
 }
 
+void Proxy::HandleLocal(const net::ServerRequest& request, net::ResponseWriter& writer) {
+  constexpr std::string_view kTasks = "/v1/tasks/";
+  constexpr std::string_view kTraffic = "/traffic";
+  if (request.method == "GET" && request.path == "/v1/download") {
+    std::optional<std::string> url = request.headers.Get("X-Naiad-Url");
+    if (!url.has_value() || !IsHttpUrl(*url)) {
+      Reject(writer, 400, "X-Naiad-Url must carry an http(s) URL");
+      return;
+    }
+    std::vector<std::string> filtered = filtered_params_;
+    if (auto filter = request.headers.Get("X-Dragonfly-Filter")) {
+      for (absl::string_view part : absl::StrSplit(ToAbsl(*filter), '&')) {
+        if (!part.empty()) filtered.emplace_back(part);
+      }
+    }
+    ++metrics_->p2p_requests;
+    ServeFromSwarm(request, *url, filtered, writer);
+  } else if (request.method == "GET" && absl::StartsWith(ToAbsl(request.path), ToAbsl(kTasks)) &&
+             absl::EndsWith(ToAbsl(request.path), ToAbsl(kTraffic))) {
+    std::string id =
+        request.path.substr(kTasks.size(), request.path.size() - kTasks.size() - kTraffic.size());
+    if (!piece::IsValidTaskId(id)) {
+      Reject(writer, 400, "a task id is 64 lowercase hex digits");
+      return;
+    }
+    TaskTraffic traffic = downloads_->Traffic(id);
+    net::HttpHeaders headers;
+    headers.Add("Content-Type", "application/json").IgnoreError();
+    writer
+        .Respond(200, headers,
+                 StrCat("{\"task_id\":\"", id, "\",\"origin_bytes\":", traffic.origin_bytes,
+                        ",\"peer_bytes\":", traffic.peer_bytes, "}"))
+        .IgnoreError();
+  } else {
+    Reject(writer, 404, "no such endpoint");
+  }
+}
+
 void Proxy::ServeFromSwarm(const net::ServerRequest& request, const std::string& url,
-                           net::ResponseWriter& writer) {
-  std::string task_id = piece::TaskIdForUrl(url, filtered_params_);
+                           const std::vector<std::string>& filtered, net::ResponseWriter& writer) {
+  std::string task_id = piece::TaskIdForUrl(url, filtered);
   OriginError origin_error;
   absl::StatusOr<std::shared_ptr<piece::Task>> opened =
       downloads_->Open(task_id, {.url = url, .headers = request.headers}, &origin_error);
@@ -200,7 +242,17 @@ void Proxy::ServeFromSwarm(const net::ServerRequest& request, const std::string&
   uint32_t last = static_cast<uint32_t>((range.end() - 1) / meta.piece_size);
   bool prefetch =
       config_.download.prefetch || request.headers.Get("X-Dragonfly-Prefetch") == "true";
-  downloads_->Want(task, first, last, /*whole=*/!range_header.has_value() || prefetch);
+  bool whole = !range_header.has_value() || prefetch;
+  // A range is urgent, all of it: a lazy reader waits on it. A whole-task GET is not: in the
+  // swarm its pieces come in the order that suits the swarm (rarest first; peers that all
+  // wanted the next piece in order would all queue at the one peer that has it), and the
+  // response catches up as they arrive.
+  bool urgent = range_header.has_value();
+  uint32_t window = urgent ? last - first : kReadAheadPieces;
+  auto want = [&](uint32_t from) {
+    downloads_->Want(task, from, from + std::min(window, last - from), whole, urgent);
+  };
+  want(first);
 
   const absl::Duration wait = config_.download.piece_timeout * 3;
   // Wait for the first piece before answering, so that a failing origin still gets an error
@@ -215,6 +267,7 @@ void Proxy::ServeFromSwarm(const net::ServerRequest& request, const std::string&
   std::string buffer;
   uint64_t offset = range.offset;
   for (uint32_t n = first; n <= last; ++n) {
+    if (n != first) want(n);
     if (!task->WaitForPieces(n, n, absl::Now() + wait)) {
       LogWarn("piece did not arrive; closing the response", {{"task", task_id}, {"piece", n}});
       return;  // the connection is closed: the client sees a truncated body, never a wrong one

@@ -30,6 +30,12 @@ class Proxy {
   Proxy(const PeerConfig& config, Downloads* downloads, PeerMetrics* metrics);
 
   void Handle(const net::ServerRequest& request, net::ResponseWriter& writer);
+  // The local API on the daemon's unix socket (`naiad get` uses it; only local users reach it):
+  //   GET /v1/download  with X-Naiad-Url: <http(s) URL>, optional X-Dragonfly-Filter: a&b, and
+  //                     the headers for the origin: the URL's content through the swarm, as the
+  //                     proxy serves it (Range too), whatever host it names.
+  //   GET /v1/tasks/<task id>/traffic: {"task_id", "origin_bytes", "peer_bytes"} so far.
+  void HandleLocal(const net::ServerRequest& request, net::ResponseWriter& writer);
 
  private:
   struct Route {
@@ -46,7 +52,7 @@ class Proxy {
   const Rule* MatchRule(const std::string& url) const;
   bool HostAllowed(const std::string& url) const;
   void ServeFromSwarm(const net::ServerRequest& request, const std::string& url,
-                      net::ResponseWriter& writer);
+                      const std::vector<std::string>& filtered, net::ResponseWriter& writer);
   void Relay(const net::ServerRequest& request, const std::string& url,
              net::ResponseWriter& writer);
 

@@ -27,6 +27,8 @@
 namespace naiad::piece {
 namespace {
 
+using ::naiad::testing::PseudoRandomBytes;
+
 using ::naiad::testing::StatusIs;
 using ::testing::_;
 using ::testing::HasSubstr;
@@ -34,19 +36,6 @@ using ::testing::HasSubstr;
 constexpr uint64_t kMiB = uint64_t{1} << 20;
 constexpr uint64_t kGiB = uint64_t{1} << 30;
 constexpr uint32_t kPiece = 64 << 10;  // small pieces keep the tests fast
-
-// Deterministic content of `size` bytes; `seed` makes contents differ.
-std::string Content(uint64_t size, uint64_t seed = 1) {
-  std::string bytes(size, '\0');
-  uint64_t x = seed * 0x9E3779B97F4A7C15ull + 1;
-  for (uint64_t i = 0; i < size; i += 8) {
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    std::memcpy(bytes.data() + i, &x, std::min<uint64_t>(8, size - i));
-  }
-  return bytes;
-}
 
 std::string Id(char c) { return std::string(64, c); }
 
@@ -208,7 +197,7 @@ class PieceStoreTest : public ::testing::Test {
 
 TEST_F(PieceStoreTest, WriteAndReadPieces) {
   ASSERT_OK_AND_ASSIGN(auto store, PieceStore::Open(Options()));
-  const std::string content = Content(5 * kPiece + 123);
+  const std::string content = PseudoRandomBytes(5 * kPiece + 123);
   ASSERT_OK_AND_ASSIGN(auto task, store->CreateOrOpen(Meta(Id('a'), content)));
   EXPECT_EQ(task->meta().piece_count(), 6u);
   EXPECT_EQ(task->pieces_present(), 0u);
@@ -251,7 +240,7 @@ TEST_F(PieceStoreTest, WriteAndReadPieces) {
 
 TEST_F(PieceStoreTest, CrcMismatchIsRejected) {
   ASSERT_OK_AND_ASSIGN(auto store, PieceStore::Open(Options()));
-  const std::string content = Content(3 * kPiece);
+  const std::string content = PseudoRandomBytes(3 * kPiece);
   ASSERT_OK_AND_ASSIGN(auto task, store->CreateOrOpen(Meta(Id('a'), content)));
   const std::string_view piece = PieceOf(task->meta(), content, 1);
   EXPECT_THAT(task->WritePiece(1, piece, Crc32c(piece) ^ 1),
@@ -265,7 +254,7 @@ TEST_F(PieceStoreTest, CrcMismatchIsRejected) {
 
 TEST_F(PieceStoreTest, ConcurrentWritersInRandomOrder) {
   ASSERT_OK_AND_ASSIGN(auto store, PieceStore::Open(Options()));
-  const std::string content = Content(97 * kPiece + 4321, 7);
+  const std::string content = PseudoRandomBytes(97 * kPiece + 4321, 7);
   ASSERT_OK_AND_ASSIGN(auto task, store->CreateOrOpen(Meta(Id('c'), content)));
   const uint32_t count = task->meta().piece_count();
   std::vector<uint32_t> order(count);
@@ -323,7 +312,7 @@ TEST_F(PieceStoreTest, ConcurrentWritersInRandomOrder) {
 
 TEST_F(PieceStoreTest, WaitForPiecesWakesTimesOutAndFails) {
   ASSERT_OK_AND_ASSIGN(auto store, PieceStore::Open(Options()));
-  const std::string content = Content(4 * kPiece);
+  const std::string content = PseudoRandomBytes(4 * kPiece);
   ASSERT_OK_AND_ASSIGN(auto task, store->CreateOrOpen(Meta(Id('a'), content)));
 
   // Times out.
@@ -366,7 +355,7 @@ TEST_F(PieceStoreTest, WaitForPiecesWakesTimesOutAndFails) {
 
 TEST_F(PieceStoreTest, DigestVerifiedAtCompletion) {
   ASSERT_OK_AND_ASSIGN(auto store, PieceStore::Open(Options()));
-  const std::string content = Content(6 * kPiece + 17);
+  const std::string content = PseudoRandomBytes(6 * kPiece + 17);
 
   ASSERT_OK_AND_ASSIGN(auto good, store->CreateOrOpen(Meta(Id('a'), content)));
   WriteAll(*good, content);
@@ -405,7 +394,7 @@ TEST_F(PieceStoreTest, DigestVerifiedAtCompletion) {
 
 TEST_F(PieceStoreTest, TaskWithoutDigestCompletes) {
   ASSERT_OK_AND_ASSIGN(auto store, PieceStore::Open(Options()));
-  const std::string content = Content(2 * kPiece + 1);
+  const std::string content = PseudoRandomBytes(2 * kPiece + 1);
   ASSERT_OK_AND_ASSIGN(auto task, store->CreateOrOpen(Meta(Id('a'), content, false)));
   WriteAll(*task, content);
   EXPECT_TRUE(task->complete());
@@ -442,10 +431,10 @@ TEST_F(PieceStoreTest, InvalidMetaIsRejected) {
 
 TEST_F(PieceStoreTest, DifferentShapeReplacesTask) {
   ASSERT_OK_AND_ASSIGN(auto store, PieceStore::Open(Options()));
-  const std::string content = Content(3 * kPiece);
+  const std::string content = PseudoRandomBytes(3 * kPiece);
   ASSERT_OK_AND_ASSIGN(auto old_task, store->CreateOrOpen(Meta(Id('a'), content)));
   ASSERT_OK(old_task->WritePiece(0, PieceOf(old_task->meta(), content, 0)));
-  const std::string longer = Content(4 * kPiece);
+  const std::string longer = PseudoRandomBytes(4 * kPiece);
   ASSERT_OK_AND_ASSIGN(auto task, store->CreateOrOpen(Meta(Id('a'), longer)));
   EXPECT_NE(task, old_task);
   EXPECT_EQ(task->pieces_present(), 0u);
@@ -456,7 +445,7 @@ TEST_F(PieceStoreTest, DifferentShapeReplacesTask) {
 
 TEST_F(PieceStoreTest, DeleteRemovesTask) {
   ASSERT_OK_AND_ASSIGN(auto store, PieceStore::Open(Options()));
-  const std::string content = Content(2 * kPiece);
+  const std::string content = PseudoRandomBytes(2 * kPiece);
   ASSERT_OK_AND_ASSIGN(auto task, store->CreateOrOpen(Meta(Id('a'), content)));
   ASSERT_OK(store->Delete(Id('a')));
   EXPECT_FALSE(std::filesystem::exists(TaskDir(Id('a'))));
@@ -467,8 +456,8 @@ TEST_F(PieceStoreTest, DeleteRemovesTask) {
 }
 
 TEST_F(PieceStoreTest, RestartRecoversPiecesAndCompleteness) {
-  const std::string partial = Content(5 * kPiece + 3, 1);
-  const std::string whole = Content(3 * kPiece, 2);
+  const std::string partial = PseudoRandomBytes(5 * kPiece + 3, 1);
+  const std::string whole = PseudoRandomBytes(3 * kPiece, 2);
   {
     ASSERT_OK_AND_ASSIGN(auto store, PieceStore::Open(Options()));
     ASSERT_OK_AND_ASSIGN(auto a, store->CreateOrOpen(Meta(Id('a'), partial)));
@@ -506,7 +495,7 @@ TEST_F(PieceStoreTest, RestartRecoversPiecesAndCompleteness) {
 }
 
 TEST_F(PieceStoreTest, DamagedTasksAreRemoved) {
-  const std::string content = Content(4 * kPiece);
+  const std::string content = PseudoRandomBytes(4 * kPiece);
   const std::vector<char> ids = {'a', 'b', 'c', 'd', 'e', 'f', '3', '1', '2'};
   {
     ASSERT_OK_AND_ASSIGN(auto store, PieceStore::Open(Options()));
@@ -569,7 +558,7 @@ TEST_F(PieceStoreTest, DamagedTasksAreRemoved) {
 // A writer process killed at random moments never leaves a piece recorded whose bytes are
 // missing: after a reopen every recorded piece reads back whole and matches its crc.
 TEST_F(PieceStoreTest, KillDuringWritesLeavesOnlyCompletePieces) {
-  const std::string content = Content(40 * kPiece + 999, 3);
+  const std::string content = PseudoRandomBytes(40 * kPiece + 999, 3);
   const TaskMeta meta = Meta(Id('5'), content);
   std::mt19937 rng(20261128);
   uint32_t max_present = 0;
@@ -615,7 +604,7 @@ TEST_F(PieceStoreTest, KillDuringWritesLeavesOnlyCompletePieces) {
 }
 
 TEST_F(PieceStoreTest, GcByTtlSkipsTasksInUse) {
-  const std::string content = Content(kPiece);
+  const std::string content = PseudoRandomBytes(kPiece);
   ASSERT_OK_AND_ASSIGN(auto store, PieceStore::Open(Options()));
   {
     ASSERT_OK_AND_ASSIGN(auto a, store->CreateOrOpen(Meta(Id('a'), content)));
@@ -648,7 +637,7 @@ TEST_F(PieceStoreTest, GcByTtlSkipsTasksInUse) {
 }
 
 TEST_F(PieceStoreTest, LastAccessSurvivesRestart) {
-  const std::string content = Content(kPiece);
+  const std::string content = PseudoRandomBytes(kPiece);
   {
     ASSERT_OK_AND_ASSIGN(auto store, PieceStore::Open(Options()));
     ASSERT_OK_AND_ASSIGN(auto a, store->CreateOrOpen(Meta(Id('a'), content)));
@@ -665,7 +654,7 @@ TEST_F(PieceStoreTest, LastAccessSurvivesRestart) {
 }
 
 TEST_F(PieceStoreTest, GcByQuotaEvictsLeastRecentlyUsedAndSkipsInUse) {
-  const std::string content = Content(2 * kPiece);
+  const std::string content = PseudoRandomBytes(2 * kPiece);
   ASSERT_OK_AND_ASSIGN(auto store, PieceStore::Open(Options(/*quota=*/3 * kPiece)));
   for (char c : {'a', 'b', 'c', 'd'}) {
     ASSERT_OK_AND_ASSIGN(auto task, store->CreateOrOpen(Meta(Id(c), content)));
@@ -697,7 +686,7 @@ TEST_F(PieceStoreTest, GcByQuotaEvictsLeastRecentlyUsedAndSkipsInUse) {
 }
 
 TEST_F(PieceStoreTest, GcByQuotaStopsOnceUnder) {
-  const std::string content = Content(kPiece);
+  const std::string content = PseudoRandomBytes(kPiece);
   ASSERT_OK_AND_ASSIGN(auto store, PieceStore::Open(Options(/*quota=*/2 * kPiece)));
   for (char c : {'a', 'b', 'c', 'd'}) {
     ASSERT_OK_AND_ASSIGN(auto task, store->CreateOrOpen(Meta(Id(c), content)));
