@@ -29,6 +29,7 @@
 #include <openssl/evp.h>
 #include <signal.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -177,6 +178,14 @@ double BusySeconds() {
     if (i != 3 && i != 4) busy += ticks[i];
   }
   return busy / static_cast<double>(::sysconf(_SC_CLK_TCK));
+}
+
+// CPU seconds of our reaped descendants: the daemons, curls and aria2c of a run once reaped.
+double ChildrenCpuSeconds() {
+  rusage u{};
+  ::getrusage(RUSAGE_CHILDREN, &u);
+  return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+         static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
 }
 
 // The cores are shared: waits (up to max_wait) until the machine is under 10% busy.
@@ -373,6 +382,7 @@ class Bench {
     Clock::time_point start;
     double start_wall = 0;
     double busy = 0;
+    double children_cpu = 0;
     std::vector<uint64_t> tx;
   };
 
@@ -478,6 +488,7 @@ class Bench {
     RETURN_IF_ERROR(registry_.ResetCounters());
     ASSIGN_OR_RETURN(w.tx, TxAll());
     w.busy = BusySeconds();
+    w.children_cpu = ChildrenCpuSeconds();
     w.start_wall = WallNow();
     w.start = Clock::now();
     return w;
@@ -631,7 +642,8 @@ class Bench {
                    " x blob, registry ",
                    static_cast<double>(run["registry_blob_bytes"].get<uint64_t>()) /
                        static_cast<double>(blob_.size),
-                   " x blob, CPU ", static_cast<int>(run["cpu_busy_pct"].get<double>()), "% busy");
+                   " x blob, CPU ", static_cast<int>(run["cpu_busy_pct"].get<double>()), "% busy (",
+                   run["own_cpu_s"].get<double>(), " CPU s ours)");
     Log(line);
   }
 
@@ -660,6 +672,8 @@ class Bench {
     Json run = NewRun("direct");
     RETURN_IF_ERROR(CloseWindow(w, run));
     Finish(downloads, blob_.digest, run);
+    // Every process of the run has been reaped by now.
+    run["own_cpu_s"] = ChildrenCpuSeconds() - w.children_cpu;
     Summary(run);
     RETURN_IF_ERROR(RemoveAll(dir));
     return run;
@@ -784,6 +798,8 @@ class Bench {
     for (const auto& [name, code] : exits.items()) {
       if (code != 0) Log(StrCat("  naiad ", name, " did not exit cleanly: ", code.dump()));
     }
+    // Every process of the run has been reaped by now.
+    run["own_cpu_s"] = ChildrenCpuSeconds() - w.children_cpu;
     Summary(run);
     RETURN_IF_ERROR(RemoveAll(dir));
     return run;
@@ -939,6 +955,8 @@ class Bench {
                                  StrCat(logs_, "/", name, ".aria2.log"),
                                  std::filesystem::copy_options::overwrite_existing, ec);
     }
+    // Every process of the run has been reaped by now.
+    run["own_cpu_s"] = ChildrenCpuSeconds() - w.children_cpu;
     Summary(run);
     RETURN_IF_ERROR(RemoveAll(dir));
     return run;

@@ -493,12 +493,14 @@ void Downloads::Finished(const std::shared_ptr<Download>& download, const Assign
       ++metrics_->back_to_source;
     }
   } else if (assignment.parent.has_value()) {
-    ++metrics_->peer_failures;
     const std::string& id = assignment.parent->host_id;
-    LogWarn("piece from parent failed", {{"task", download->task->meta().task_id},
-                                         {"piece", n},
-                                         {"parent", id},
-                                         {"error", status}});
+    if (!absl::IsResourceExhausted(status)) {  // "busy" is routine in a swarm: counted only
+      ++metrics_->peer_failures;
+      LogWarn("piece from parent failed", {{"task", download->task->meta().task_id},
+                                           {"piece", n},
+                                           {"parent", id},
+                                           {"error", status}});
+    }
     if (absl::IsResourceExhausted(status)) {
       // Busy (with this piece, or at its upload limit): try other pieces or parents for a while.
       if (download->piece_busy.size() > kMaxBusyEntries) download->piece_busy.clear();

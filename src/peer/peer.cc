@@ -250,7 +250,7 @@ std::string Peer::MetricsText() const {
           metrics_.origin_failures.load());
   counter("peer_bytes_total", "Piece bytes fetched from other peers.", metrics_.peer_bytes.load());
   counter("peer_pieces_total", "Pieces fetched from other peers.", metrics_.peer_pieces.load());
-  counter("peer_failures_total", "Failed piece requests to other peers.",
+  counter("peer_failures_total", "Failed piece requests to other peers (busy answers not counted).",
           metrics_.peer_failures.load());
   counter("back_to_source_total", "Tasks that fetched at least one piece from the origin.",
           metrics_.back_to_source.load());

@@ -177,6 +177,9 @@ std::string P2pCluster::BlobUrl(int host, std::string_view repo, const Digest& d
 absl::Status P2pCluster::StartScheduler() {
   Daemon daemon{
       .name = "scheduler", .host = kRegistryHost, .log_path = StrCat(dir(), "/scheduler.log")};
+  // --lease-timeout is the default: shorter, a 1 MiB origin fetch slowed by the shaped link
+  // (5-12 s seen) loses its lease while still arriving and the piece is fetched twice. A dead
+  // holder's leases end with its host TTL anyway.
   std::vector<std::string> argv = {naiad_,
                                    "scheduler",
                                    "--address",
@@ -188,7 +191,7 @@ absl::Status P2pCluster::StartScheduler() {
                                    "--host-ttl",
                                    "3s",
                                    "--lease-timeout",
-                                   "5s",
+                                   "30s",
                                    "--keepalive-interval",
                                    "1s",
                                    "--log-level",
