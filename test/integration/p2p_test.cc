@@ -243,6 +243,21 @@ class P2pTest : public ::testing::Test {
     ASSERT_EQ(pushed, blob.digest);
   }
 
+  // A swarm of `peers` peers with `blob` in the registry behind kRegistryMbit, counters reset:
+  // the starting point of the whole-blob tests.
+  void StartShapedSwarm(const TestBlob& blob, int peers) {
+    ASSERT_NO_FATAL_FAILURE(StartSwarm({.peers = peers}));
+    ASSERT_NO_FATAL_FAILURE(Push(blob));
+    ASSERT_OK(swarm_->net().SetEgressLimit(P2pCluster::kRegistryHost, kRegistryMbit));
+    ASSERT_OK(registry().ResetCounters());
+  }
+
+  // Waits (up to 3 minutes) until the registry has served `bytes` of blob data.
+  void AwaitRegistryServed(uint64_t bytes) {
+    ASSERT_TRUE(PollUntil(absl::Minutes(3), [&] { return RegistryBlobBytes() >= bytes; }))
+        << "the registry served only " << RegistryBlobBytes() << " bytes in 3 minutes";
+  }
+
   uint64_t RegistryBlobBytes() {
     absl::StatusOr<uint64_t> bytes = registry().BytesServed(RegistryFixture::Traffic::kBlobGets);
     EXPECT_OK(bytes.status());
@@ -330,10 +345,7 @@ class P2pTest : public ::testing::Test {
 
 TEST_F(P2pTest, EightPeersFetchOneBlobAtOnceAndTheRegistryServesItOnce) {
   ASSERT_OK_AND_ASSIGN(TestBlob blob, BigBlob());
-  ASSERT_NO_FATAL_FAILURE(StartSwarm({.peers = 8}));
-  ASSERT_NO_FATAL_FAILURE(Push(blob));
-  ASSERT_OK(swarm_->net().SetEgressLimit(P2pCluster::kRegistryHost, kRegistryMbit));
-  ASSERT_OK(registry().ResetCounters());
+  ASSERT_NO_FATAL_FAILURE(StartShapedSwarm(blob, 8));
 
   const absl::Time start = absl::Now();
   std::vector<Fetch> fetches = StartBlobFetches(PeerHosts(), blob);
@@ -416,10 +428,7 @@ TEST_F(P2pTest, RangesFromFourPeersAtOnceGet206AndTheRightBytes) {
 // other three finish from the seed, each other and the origin.
 TEST_F(P2pTest, AParentKilledMidDownloadItsChildrenFinishFromOthers) {
   ASSERT_OK_AND_ASSIGN(TestBlob blob, BigBlob());
-  ASSERT_NO_FATAL_FAILURE(StartSwarm({.peers = 4}));
-  ASSERT_NO_FATAL_FAILURE(Push(blob));
-  ASSERT_OK(swarm_->net().SetEgressLimit(P2pCluster::kRegistryHost, kRegistryMbit));
-  ASSERT_OK(registry().ResetCounters());
+  ASSERT_NO_FATAL_FAILURE(StartShapedSwarm(blob, 4));
   const std::vector<int> peers = PeerHosts();
   std::vector<Fetch> fetches = StartBlobFetches(peers, blob);
   ASSERT_EQ(fetches.size(), peers.size());
@@ -467,16 +476,12 @@ TEST_F(P2pTest, AParentKilledMidDownloadItsChildrenFinishFromOthers) {
 // and every peer must complete.
 TEST_F(P2pTest, TheSeedKilledMidDownloadAnotherPeerTakesOverTheOriginFetch) {
   ASSERT_OK_AND_ASSIGN(TestBlob blob, BigBlob());
-  ASSERT_NO_FATAL_FAILURE(StartSwarm({.peers = 4}));
-  ASSERT_NO_FATAL_FAILURE(Push(blob));
-  ASSERT_OK(swarm_->net().SetEgressLimit(P2pCluster::kRegistryHost, kRegistryMbit));
-  ASSERT_OK(registry().ResetCounters());
+  ASSERT_NO_FATAL_FAILURE(StartShapedSwarm(blob, 4));
   const std::vector<int> peers = PeerHosts();
   std::vector<Fetch> fetches = StartBlobFetches(peers, blob);
   ASSERT_EQ(fetches.size(), peers.size());
 
-  ASSERT_TRUE(PollUntil(absl::Minutes(3), [&] { return RegistryBlobBytes() >= blob.size / 4; }))
-      << "the registry served only " << RegistryBlobBytes() << " bytes in 3 minutes";
+  ASSERT_NO_FATAL_FAILURE(AwaitRegistryServed(blob.size / 4));
   const int seed = swarm_->seed_host();
   const uint64_t seed_origin = Metric(seed, "naiad_peer_origin_bytes_total");
   const uint64_t served_at_kill = RegistryBlobBytes();
@@ -545,16 +550,12 @@ TEST_F(P2pTest, DownloadsCompleteWhenTheSchedulerWasNeverStarted) {
 // may then exceed one copy).
 TEST_F(P2pTest, DownloadsCompleteWhenTheSchedulerIsKilledMidDownload) {
   ASSERT_OK_AND_ASSIGN(TestBlob blob, BigBlob());
-  ASSERT_NO_FATAL_FAILURE(StartSwarm({.peers = 4}));
-  ASSERT_NO_FATAL_FAILURE(Push(blob));
-  ASSERT_OK(swarm_->net().SetEgressLimit(P2pCluster::kRegistryHost, kRegistryMbit));
-  ASSERT_OK(registry().ResetCounters());
+  ASSERT_NO_FATAL_FAILURE(StartShapedSwarm(blob, 4));
   const std::vector<int> peers = PeerHosts();
   std::vector<Fetch> fetches = StartBlobFetches(peers, blob);
   ASSERT_EQ(fetches.size(), peers.size());
 
-  ASSERT_TRUE(PollUntil(absl::Minutes(3), [&] { return RegistryBlobBytes() >= blob.size / 4; }))
-      << "the registry served only " << RegistryBlobBytes() << " bytes in 3 minutes";
+  ASSERT_NO_FATAL_FAILURE(AwaitRegistryServed(blob.size / 4));
   const uint64_t served_at_kill = RegistryBlobBytes();
   ASSERT_LT(served_at_kill, blob.size) << "the download was over before the kill";
   std::cout << "killing the scheduler; the registry had served " << served_at_kill << "\n";
