@@ -235,18 +235,34 @@ void ChunkStore::FetchClaims(std::vector<Claim>& claims, ReadPriority priority,
   }
 }
 
+// The offset an amplified request of a blob may reach: `amplify_io` bytes past the first chunk
+// claimed, brought back to a multiple of `amplify_align` when that still covers every claimed
+// chunk. Through a Naiad (or Dragonfly) peer the origin is read in whole pieces, so a request
+// that ends on a piece boundary leaves no fetched byte of its last piece unread.
+uint64_t ChunkStore::AmplifyLimit(uint64_t first_offset, uint64_t claimed_end) const {
+  const uint64_t limit = first_offset + options_.amplify_io;
+  const uint64_t align = options_.amplify_align;
+  if (align == 0) return limit;
+  const uint64_t aligned = limit / align * align;
+  return aligned >= claimed_end ? aligned : limit;
+}
+
 void ChunkStore::AddAmplification(std::vector<Claim>& claims) {
   if (options_.amplify_io == 0) return;
-  // The furthest claimed chunk of each blob, and the bytes claimed there.
-  absl::flat_hash_map<uint32_t, std::pair<uint64_t, uint64_t>> ends;  // blob -> (end, bytes)
+  struct Extent {
+    uint64_t begin = UINT64_MAX;  // of the first claimed chunk
+    uint64_t end = 0;             // of the last claimed chunk
+  };
+  absl::flat_hash_map<uint32_t, Extent> extents;  // by blob
   for (const Claim& claim : claims) {
-    auto& [end, bytes] = ends[claim.chunk.blob_index];
-    end = std::max(end, CompressedEnd(claim.chunk));
-    bytes += claim.chunk.compressed_size;
+    Extent& extent = extents[claim.chunk.blob_index];
+    extent.begin = std::min(extent.begin, claim.chunk.compressed_offset);
+    extent.end = std::max(extent.end, CompressedEnd(claim.chunk));
   }
   const uint64_t max_gap = options_.amplify_io >> 7;
-  for (const auto& [blob, end_bytes] : ends) {
-    auto [end, bytes] = end_bytes;
+  for (const auto& [blob, extent] : extents) {
+    uint64_t end = extent.end;
+    const uint64_t limit = AmplifyLimit(extent.begin, end);
     cache::BlobCacheFile* file = CacheFile(blob);
     const std::vector<ChunkRef>& chunks = blob_chunks_[blob];
     auto it = std::lower_bound(
@@ -254,12 +270,11 @@ void ChunkStore::AddAmplification(std::vector<Claim>& claims) {
         [](const ChunkRef& chunk, uint64_t offset) { return chunk.compressed_offset < offset; });
     for (; it != chunks.end(); ++it) {
       if (it->compressed_offset > end + max_gap) break;
-      if (bytes + it->compressed_size > options_.amplify_io) break;
+      if (CompressedEnd(*it) > limit) break;
       if (file == nullptr || file->IsReady(it->ci_index) || inflight_.contains(Key(*it))) break;
       auto pending = std::make_shared<Pending>();
       inflight_.emplace(Key(*it), pending);
       claims.push_back({*it, std::move(pending)});
-      bytes += it->compressed_size;
       end = CompressedEnd(*it);
     }
   }

@@ -16,8 +16,9 @@
 //   - Concurrent readers of one chunk share one fetch (single flight), whether the first reader
 //     was a FUSE request or prefetch.
 //   - A missed on-demand read fetches, in the same request, the following chunks of the blob
-//     that are not cached yet, up to `amplify_io` bytes (with a cache only), and adjacent missing
-//     chunks are merged into one ranged request.
+//     that are not cached yet, up to `amplify_io` bytes past the first chunk missed (with a
+//     cache only), ending on an `amplify_align` boundary when it can, and adjacent missing chunks
+//     are merged into one ranged request.
 //   - Prefetch (Warm) yields to on-demand reads: WaitForOnDemandIdle() blocks while any on-demand
 //     fetch is in flight.
 //
@@ -42,9 +43,12 @@
 namespace naiad::fs {
 
 struct ChunkStoreOptions {
-  bool validate_cached = false;    // re-verify chunks read from the blob cache
-  bool cache_compressed = false;   // the blob cache holds chunks as fetched (compressed)
-  uint64_t amplify_io = 1 << 20;   // bytes a missed on-demand read fetches ahead
+  bool validate_cached = false;   // re-verify chunks read from the blob cache
+  bool cache_compressed = false;  // the blob cache holds chunks as fetched (compressed)
+  uint64_t amplify_io = 1 << 20;  // bytes a missed on-demand read fetches ahead
+  // An amplified request ends at a multiple of this offset in the blob when it can (0: off).
+  // 1 MiB is the piece size a Naiad peer uses for blobs up to 1000 MiB (docs/design/seed-path.md).
+  uint64_t amplify_align = 1 << 20;
   uint64_t memo_bytes = 64 << 20;  // in-memory cache of recently used chunks
   int max_bad_sources = 3;         // sources tried for one chunk before giving up
 };
@@ -113,6 +117,7 @@ class ChunkStore {
   absl::Status FetchRange(std::span<Claim> claims, storage::ReadPriority priority);
   // Following chunks of the blob worth fetching along with a missed read.
   void AddAmplification(std::vector<Claim>& claims) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  uint64_t AmplifyLimit(uint64_t first_offset, uint64_t claimed_end) const;
   // Decompresses a fetched chunk and verifies its digest.
   absl::StatusOr<std::string> Decode(const rafs::ChunkRef& chunk, std::string_view raw) const;
   absl::Status Verify(const rafs::ChunkRef& chunk, std::string_view data) const;

@@ -180,6 +180,32 @@ TEST_F(ChunkStoreTest, AmplifiedMissFetchesFollowingChunksInOneRequest) {
   for (const ChunkRef& chunk : Chunks("/big")) EXPECT_TRUE(store->IsCached(chunk));
 }
 
+// Amplification stops on an `amplify_align` boundary of the blob when the budget reaches one, so
+// that the pieces a peer fetches from the origin for the request hold no bytes it leaves unread.
+TEST_F(ChunkStoreTest, AmplifiedRequestsEndOnAlignedOffsets) {
+  std::vector<ChunkRef> chunks = Chunks("/big");
+  ASSERT_EQ(chunks.size(), 5u);
+  for (size_t i = 0; i < 4; ++i) {
+    // Random bytes do not compress: each chunk is stored as is, 64 KiB apart.
+    ASSERT_EQ(chunks[i].compressed_offset, chunks[0].compressed_offset + i * 65536);
+    ASSERT_EQ(chunks[i].compressed_size, 65536u);
+  }
+  ASSERT_EQ(chunks[0].compressed_offset % (128 * 1024), 0u);
+  for (uint64_t align : {uint64_t{0}, uint64_t{128 * 1024}}) {
+    ASSERT_OK_AND_ASSIGN(
+        cache_, cache::BlobCache::Open({.work_dir = StrCat(dir_.path(), "/cache", align)}));
+    auto store = NewStore({.amplify_io = 256 * 1024, .amplify_align = align});
+    std::string out(1, '\0');
+    // A miss in chunk 1: the budget reaches 64 KiB into chunk 4's place.
+    ASSERT_OK(store->Read(chunks, 65536, std::span<char>(out)));
+    EXPECT_FALSE(store->IsCached(chunks[0])) << "align " << align;
+    for (size_t i = 1; i < 4; ++i) EXPECT_TRUE(store->IsCached(chunks[i])) << "align " << align;
+    // Unaligned, the tail chunk fits the budget; aligned, the request ends at 256 KiB.
+    EXPECT_EQ(store->IsCached(chunks[4]), align == 0) << "align " << align;
+    EXPECT_EQ(out[0], big_[65536]);
+  }
+}
+
 TEST_F(ChunkStoreTest, CachedChunksSurviveANewStore) {
   {
     auto store = NewStore();

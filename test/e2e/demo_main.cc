@@ -1,16 +1,15 @@
-// naiad_demo: the main job end to end on this machine, as far as Naiad goes today (scripts/demo
-// runs it). It grows with each component until it is the seed's scenario: registry -> convert ->
-// swarm -> lazy container start.
+// naiad_demo: the seed's scenario end to end on this machine (scripts/demo runs it;
+// docs/design/seed-path.md).
 //
-// Today: a realistic python image (debootstrap + python3, build-essential, git) sits in an OCI
-// registry on its own network-namespace host behind a 100 Mbit/s link. `naiad image` converts
-// each layer to RAFS v6 and merges them, the blobs go to the registry, and N nodes (other hosts)
-// fetch the image at once with `naiad get` (every byte verified against its digest) and check
-// every chunk with `naiad image check`: the registry serves the whole image once per node. Then
-// the same nodes start python3 lazily: `naiad fs` mounts the image from the registry, an
-// overlayfs goes on top as a container runtime would, and `python3 -V` runs in a chroot, fetching
-// only the chunks it reads.
-#include <sys/mount.h>
+// A realistic python image (debootstrap + python3, build-essential, git) sits in an OCI registry
+// on its own network-namespace host behind a 100 Mbit/s link. `naiad image` converts each layer to
+// RAFS v6 and merges them; the blobs go to the registry. `naiad scheduler` runs beside the
+// registry, a seed peer on its own host, and each of N nodes (hosts) runs `naiad peer` configured
+// as the seed's dfdaemon section. Then all nodes start python3 at once, the way the seed's
+// containerd + nydus snapshotter would: `naiad fs` mounts the image with the seed's
+// nydusd-config.json (registry backend, mirror 127.0.0.1:65001 = the node's own peer), an
+// overlayfs goes on top, and `python3 -V` runs in a chroot. The demo prints each node's start-up
+// time and where its bytes came from, and what the registry served in all.
 #include <unistd.h>
 
 #include <cstdio>
@@ -23,13 +22,14 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
+#include "absl/synchronization/notification.h"
 #include "base/file.h"
 #include "base/status_macros.h"
 #include "base/strings.h"
 #include "base/subprocess.h"
 #include "nlohmann/json.hpp"
-#include "test/testing/fs_mount.h"
-#include "test/testing/netns_cluster.h"
+#include "test/testing/lazy_node.h"
+#include "test/testing/p2p_cluster.h"
 #include "test/testing/rafs_convert.h"
 #include "test/testing/registry_fixture.h"
 #include "test/testing/test_images.h"
@@ -37,8 +37,9 @@
 namespace naiad::demo {
 namespace {
 
-using testing::NetnsCluster;
 using testing::RegistryFixture;
+
+constexpr char kRepo[] = "library/python-naiad";
 using testing::TestImage;
 using testing::TestImages;
 
@@ -78,8 +79,7 @@ absl::StatusOr<ConvertedImage> Convert(const Flags& flags, const TestImage& imag
   std::printf("  %-8s %12s %12s %8s %8s %10s\n", "layer", "OCI MB", "RAFS MB", "files", "chunks",
               "seconds");
   for (size_t i = 0; i < rafs.blob_paths.size(); ++i) {
-    ASSIGN_OR_RETURN(Digest pushed,
-                     registry.PushBlobFile("library/python-naiad", rafs.blob_paths[i]));
+    ASSIGN_OR_RETURN(Digest pushed, registry.PushBlobFile(kRepo, rafs.blob_paths[i]));
     converted.blob_digests.push_back(pushed.ToString());
     converted.blob_sizes.push_back(rafs.blob_sizes[i]);
     const nlohmann::json& out = rafs.layer_reports[i];
@@ -88,8 +88,7 @@ absl::StatusOr<ConvertedImage> Convert(const Flags& flags, const TestImage& imag
                 out["stats"]["chunks_stored"].get<unsigned long long>(),
                 out["stats"]["seconds"].get<double>());
   }
-  ASSIGN_OR_RETURN(Digest boot_digest,
-                   registry.PushBlobFile("library/python-naiad", rafs.bootstrap));
+  ASSIGN_OR_RETURN(Digest boot_digest, registry.PushBlobFile(kRepo, rafs.bootstrap));
   converted.bootstrap_digest = boot_digest.ToString();
   converted.bootstrap_size = std::filesystem::file_size(rafs.bootstrap);
   converted.bootstrap_path = rafs.bootstrap;
@@ -98,149 +97,109 @@ absl::StatusOr<ConvertedImage> Convert(const Flags& flags, const TestImage& imag
   return converted;
 }
 
-// The script one node runs: fetch every blob and the bootstrap, verifying digests, then check
-// every chunk of the image against the bootstrap.
-std::string NodeScript(const Flags& flags, const ConvertedImage& image, const std::string& base_url,
-                       const std::string& dir) {
-  std::string script = "set -e\n";
-  std::vector<std::string> all = image.blob_digests;
-  all.push_back(image.bootstrap_digest);
-  for (const std::string& digest : all) {
-    std::string name = digest == image.bootstrap_digest ? "image.boot" : digest.substr(7);
-    script += StrCat(flags.naiad, " get -q ", base_url, digest, " -O ", dir, "/", name,
-                     " --digest ", digest, "\n");
-  }
-  script += StrCat(flags.naiad, " image check ", dir, "/image.boot --blob-dir ", dir, " -J ", dir,
-                   "/check.json >/dev/null\n");
-  return script;
-}
-
-absl::Status RunNodes(const Flags& flags, const NetnsCluster& cluster, const ConvertedImage& image,
-                      RegistryFixture& registry, const std::string& work) {
-  RETURN_IF_ERROR(registry.ResetCounters());
-  std::string base_url = StrCat(registry.url(), "/v2/library/python-naiad/blobs/");
-  std::vector<Subprocess> nodes;
-  std::vector<absl::Time> done(flags.nodes);
-  absl::Time start = absl::Now();
-  for (int n = 1; n <= flags.nodes; ++n) {
-    std::string dir = StrCat(work, "/node", n);
-    RETURN_IF_ERROR(CreateDirectories(dir));
-    ASSIGN_OR_RETURN(Subprocess p,
-                     cluster.Spawn(n, {"sh", "-c", NodeScript(flags, image, base_url, dir)},
-                                   {.output_path = dir + "/log"}));
-    nodes.push_back(std::move(p));
-  }
-  for (int n = 0; n < flags.nodes; ++n) {
-    ASSIGN_OR_RETURN(int code, nodes[n].Wait(absl::Minutes(30)));
-    done[n] = absl::Now();
-    if (code != 0) {
-      ASSIGN_OR_RETURN(std::string log, ReadFileToString(StrCat(work, "/node", n + 1, "/log")));
-      return absl::InternalError(StrCat("node ", n + 1, " failed (exit ", code, "): ", log));
-    }
-  }
-  std::printf("  %-6s %-14s %10s %s\n", "node", "address", "seconds", "verified chunks");
-  for (int n = 0; n < flags.nodes; ++n) {
-    ASSIGN_OR_RETURN(std::string report,
-                     ReadFileToString(StrCat(work, "/node", n + 1, "/check.json")));
-    nlohmann::json check = nlohmann::json::parse(report, nullptr, false);
-    std::printf("  %-6d %-14s %10.1f %llu\n", n + 1, cluster.Address(n + 1).c_str(),
-                absl::ToDoubleSeconds(done[n] - start), check.value("verified_chunks", 0ull));
-  }
-  ASSIGN_OR_RETURN(uint64_t served, registry.BytesServed(RegistryFixture::Traffic::kBlobGets));
-  double copies = static_cast<double>(served) / static_cast<double>(image.total_bytes());
-  std::printf("\n  registry served %.1f MB for a %.1f MB image: %.2f copies for %d nodes.\n",
-              Mb(served), Mb(image.total_bytes()), copies, flags.nodes);
-  return absl::OkStatus();
-}
-
-// One node's lazy start: mount the image with `naiad fs` (registry backend, inside the node's
-// network namespace), put a container-style overlayfs on it, and run python3 -V in a chroot.
-struct LazyResult {
+// What one node's start did.
+struct NodeStart {
   absl::Status status;
   double seconds = 0;
   std::string version;
-  uint64_t fetched = 0;
+  uint64_t fs_bytes = 0;      // what naiad fs got from its backend (its peer, or the registry)
+  uint64_t origin_bytes = 0;  // what the node's peer fetched from the registry
+  uint64_t peer_bytes = 0;    // what the node's peer fetched from other peers
+  uint64_t cache_hits = 0;    // chunks naiad fs found in its blob cache
 };
 
-LazyResult LazyStartNode(const Flags& flags, const NetnsCluster& cluster, int n,
-                         const ConvertedImage& image, const RegistryFixture& registry,
-                         const std::string& dir) {
-  LazyResult result;
+// One node: `naiad fs` with the seed's nydusd config (only the registry's address, the repo and
+// the cache directory filled in) through the node's own peer, an overlay, `python3 -V` in a
+// chroot. Runs in its own thread from mount to unmount (a daemon belongs to its thread).
+NodeStart StartNode(const Flags& flags, testing::P2pCluster& swarm, int host,
+                    const std::string& bootstrap, const std::string& dir, absl::Notification& go) {
+  NodeStart result;
+  absl::StatusOr<nlohmann::json> config = testing::SeedNydusdConfig(
+      {.registry = swarm.registry().host_port(), .repo = kRepo, .work_dir = dir + "/cache"});
+  if (!config.ok()) return {.status = config.status()};
+  go.WaitForNotification();
   absl::Time start = absl::Now();
-  nlohmann::json config = {
-      {"device",
-       {{"backend",
-         {{"type", "registry"},
-          {"config",
-           {{"scheme", "http"},
-            {"host", registry.host_port()},
-            {"repo", "library/python-naiad"},
-            {"timeout", 30},
-            {"connect_timeout", 10},
-            {"retry_limit", 2}}}}},
-        {"cache", {{"type", "blobcache"}, {"config", {{"work_dir", dir + "/cache"}}}}}}},
-      {"enable_xattr", true}};
-  auto mount = testing::FsMount::Start({.config = config,
-                                        .bootstrap = image.bootstrap_path,
-                                        .netns_path = cluster.NetnsPath(n),
+  auto node = testing::LazyNode::Start({.config = *config,
+                                        .bootstrap = bootstrap,
+                                        .netns_path = swarm.net().NetnsPath(host),
+                                        .dir = dir,
                                         .naiad = flags.naiad});
-  if (!mount.ok()) {
-    result.status = mount.status();
-    return result;
+  if (!node.ok()) return {.status = node.status()};
+  absl::StatusOr<std::string> out = (*node)->Run({"/usr/bin/python3", "-V"});
+  result.seconds = absl::ToDoubleSeconds(absl::Now() - start);
+  result.status = out.status();
+  if (out.ok()) result.version = std::string(absl::StripAsciiWhitespace(*out));
+  if (auto sources = (*node)->BackendSources(); sources.ok()) result.fs_bytes = sources->total();
+  if (auto cache = (*node)->mount().Api("/api/v1/metrics/blobcache"); cache.ok()) {
+    result.cache_hits = cache->value("cache_hits", uint64_t{0});
   }
-  for (const char* sub : {"/upper", "/work", "/merged"}) {
-    result.status.Update(CreateDirectories(dir + sub));
-  }
-  std::string merged = dir + "/merged";
-  std::string options = StrCat("lowerdir=", (*mount)->mountpoint(), ",upperdir=", dir,
-                               "/upper,workdir=", dir, "/work");
-  if (result.status.ok() &&
-      ::mount("overlay", merged.c_str(), "overlay", 0, options.c_str()) != 0) {
-    result.status = ErrnoError(errno, "mount overlay on the naiad fs mount");
-  }
-  if (result.status.ok()) {
-    absl::StatusOr<std::string> out = RunCommandOk({"chroot", merged, "/usr/bin/python3", "-V"});
-    result.seconds = absl::ToDoubleSeconds(absl::Now() - start);
-    if (out.ok()) result.version = std::string(absl::StripAsciiWhitespace(*out));
-    result.status = out.status();
-    umount2(merged.c_str(), MNT_DETACH);
-  }
-  if (auto backend = (*mount)->Api("/api/v1/metrics/backend"); backend.ok()) {
-    result.fetched = (*backend)["read_amount_total"].get<uint64_t>();
-  }
-  result.status.Update((*mount)->Stop());
+  result.status.Update((*node)->Stop());
   return result;
 }
 
-absl::Status RunLazyStart(const Flags& flags, const NetnsCluster& cluster,
-                          const ConvertedImage& image, RegistryFixture& registry,
-                          const std::string& work) {
-  RETURN_IF_ERROR(registry.ResetCounters());
-  std::vector<LazyResult> results(flags.nodes);
-  std::vector<std::thread> threads;
-  for (int n = 1; n <= flags.nodes; ++n) {
-    std::string dir = StrCat(work, "/lazy", n);
-    RETURN_IF_ERROR(CreateDirectories(dir));
-    threads.emplace_back(
-        [&, n, dir] { results[n - 1] = LazyStartNode(flags, cluster, n, image, registry, dir); });
+// With prefetch on (the seed's setting) every peer ends up with the whole image; the registry
+// must still have served it once.
+absl::Status WaitForSwarmToHoldImage(const Flags& flags, testing::P2pCluster& swarm,
+                                     const ConvertedImage& image) {
+  const uint64_t blobs = image.total_bytes() - image.bootstrap_size;
+  const absl::Time start = absl::Now();
+  const absl::Time deadline = start + absl::Minutes(10);
+  while (true) {
+    double stored = 0;
+    for (int i = 0; i < flags.nodes; ++i) {
+      stored += swarm.PeerMetric(swarm.peer_host(i), "naiad_peer_store_bytes").value_or(0);
+    }
+    if (stored >= static_cast<double>(blobs) * flags.nodes) break;
+    if (absl::Now() > deadline) {
+      return absl::DeadlineExceededError("the peers did not get the whole image in 10 minutes");
+    }
+    absl::SleepFor(absl::Milliseconds(500));
   }
-  for (std::thread& thread : threads) thread.join();
-  std::printf("  %-6s %10s %14s  %s\n", "node", "seconds", "fetched MB", "python3 -V");
-  for (int n = 0; n < flags.nodes; ++n) {
-    RETURN_IF_ERROR(Annotate(results[n].status, StrCat("node ", n + 1)));
-    std::printf("  %-6d %10.1f %14.1f  %s\n", n + 1, results[n].seconds, Mb(results[n].fetched),
-                results[n].version.c_str());
-  }
-  ASSIGN_OR_RETURN(uint64_t served, registry.BytesServed(RegistryFixture::Traffic::kBlobGets));
+  ASSIGN_OR_RETURN(uint64_t served,
+                   swarm.registry().BytesServed(testing::RegistryFixture::Traffic::kBlobGets));
   std::printf(
-      "\n  registry served %.1f MB for %d lazy starts of a %.1f MB image (%.1f%% of it per "
-      "node).\n",
-      Mb(served), flags.nodes, Mb(image.total_bytes()),
-      100.0 * static_cast<double>(served) / flags.nodes / static_cast<double>(image.total_bytes()));
-  std::printf(
-      "  (Next: `naiad peer` as the mirror makes the registry serve each chunk once per\n"
-      "   cluster.)\n");
+      "\n  %.1f s later every node's peer held the whole image; the registry served %.1f MB in\n"
+      "  all for %d nodes: %.2f copies of the %.1f MB of blobs.\n",
+      absl::ToDoubleSeconds(absl::Now() - start), Mb(served), flags.nodes,
+      static_cast<double>(served) / static_cast<double>(blobs), Mb(blobs));
   return absl::OkStatus();
+}
+
+absl::Status RunLazyStart(const Flags& flags, testing::P2pCluster& swarm,
+                          const ConvertedImage& image, const std::string& work) {
+  RETURN_IF_ERROR(swarm.registry().ResetCounters());
+  std::vector<NodeStart> results(flags.nodes);
+  std::vector<std::thread> threads;
+  absl::Notification go;
+  for (int i = 0; i < flags.nodes; ++i) {
+    std::string dir = StrCat(work, "/node", i + 1);
+    RETURN_IF_ERROR(CreateDirectories(dir));
+    threads.emplace_back([&, i, dir] {
+      results[i] = StartNode(flags, swarm, swarm.peer_host(i), image.bootstrap_path, dir, go);
+    });
+  }
+  go.Notify();
+  for (std::thread& thread : threads) thread.join();
+  ASSIGN_OR_RETURN(uint64_t at_start,
+                   swarm.registry().BytesServed(testing::RegistryFixture::Traffic::kBlobGets));
+  std::printf("  %-6s %-12s %9s %10s %10s %10s %10s  %s\n", "node", "address", "start s",
+              "fs read MB", "origin MB", "peers MB", "cache hits", "python3 -V");
+  for (int i = 0; i < flags.nodes; ++i) {
+    NodeStart& r = results[i];
+    RETURN_IF_ERROR(Annotate(r.status, StrCat("node ", i + 1)));
+    const int host = swarm.peer_host(i);
+    r.origin_bytes = swarm.PeerMetric(host, "naiad_peer_origin_bytes_total").value_or(0);
+    r.peer_bytes = swarm.PeerMetric(host, "naiad_peer_peer_bytes_total").value_or(0);
+    std::printf("  %-6d %-12s %9.2f %10.1f %10.1f %10.1f %10llu  %s\n", i + 1,
+                swarm.Address(host).c_str(), r.seconds, Mb(r.fs_bytes), Mb(r.origin_bytes),
+                Mb(r.peer_bytes), static_cast<unsigned long long>(r.cache_hits), r.version.c_str());
+  }
+  std::printf(
+      "\n  When every node had started: the registry had served %.1f MB of the %.1f MB image.\n"
+      "  (Peer columns are what each node's peer fetched until now: its prefetch of the whole\n"
+      "   image, download.prefetch as in the seed, goes on in the background.)\n",
+      Mb(at_start), Mb(image.total_bytes() - image.bootstrap_size));
+  return WaitForSwarmToHoldImage(flags, swarm, image);
 }
 
 absl::Status Run(const Flags& flags) {
@@ -252,29 +211,34 @@ absl::Status Run(const Flags& flags) {
               Mb(image.unpacked_bytes),
               image.built ? StrCat(", built in ", image.build_seconds, " s").c_str() : ", cached");
 
-  Step(StrCat("Cluster: registry host + ", flags.nodes,
-              " nodes in network namespaces, registry egress ", flags.mbit, " Mbit/s"));
-  ASSIGN_OR_RETURN(std::unique_ptr<NetnsCluster> cluster, NetnsCluster::Create(flags.nodes + 1));
-  RETURN_IF_ERROR(cluster->SetEgressLimit(0, flags.mbit));
-  ASSIGN_OR_RETURN(
-      std::unique_ptr<RegistryFixture> registry,
-      RegistryFixture::Start(
-          {.address = cluster->Address(0), .port = 5000, .netns_path = cluster->NetnsPath(0)}));
-  std::printf("  registry at %s\n", registry->url().c_str());
-  ASSIGN_OR_RETURN(std::string ref, image.PushTo(*registry, "library/python"));
+  Step(StrCat("Cluster in network namespaces: registry + `naiad scheduler`, a seed peer, ",
+              flags.nodes,
+              " nodes running `naiad peer` (the seed's dfdaemon settings); registry "
+              "egress ",
+              flags.mbit, " Mbit/s"));
+  ASSIGN_OR_RETURN(std::unique_ptr<testing::P2pCluster> swarm,
+                   testing::P2pCluster::Start({.peers = flags.nodes,
+                                               .prefetch = true,
+                                               .seed_style_config = true,
+                                               .naiad = flags.naiad}));
+  RETURN_IF_ERROR(swarm->net().SetEgressLimit(testing::P2pCluster::kRegistryHost, flags.mbit));
+  std::printf("  registry at %s, scheduler at %s:%d, seed peer at %s\n",
+              swarm->registry().url().c_str(),
+              swarm->Address(testing::P2pCluster::kRegistryHost).c_str(),
+              testing::P2pCluster::kSchedulerPort, swarm->Address(swarm->seed_host()).c_str());
+  ASSIGN_OR_RETURN(std::string ref, image.PushTo(swarm->registry(), "library/python"));
   std::printf("  pushed the OCI image: %s\n", ref.c_str());
 
   ASSIGN_OR_RETURN(TempDir work, TempDir::Create("naiad-demo-"));
   Step("Convert to RAFS v6 with `naiad image create` per layer + `naiad image merge`");
-  ASSIGN_OR_RETURN(ConvertedImage converted, Convert(flags, image, *registry, work.path()));
+  ASSIGN_OR_RETURN(ConvertedImage converted, Convert(flags, image, swarm->registry(), work.path()));
 
   Step(StrCat(flags.nodes,
-              " nodes fetch the image at once (`naiad get --digest`, then `naiad image check`)"));
-  RETURN_IF_ERROR(RunNodes(flags, *cluster, converted, *registry, work.path()));
-
-  Step(
-      StrCat(flags.nodes, " nodes start python3 lazily at once (`naiad fs` + overlayfs + chroot)"));
-  return RunLazyStart(flags, *cluster, converted, *registry, work.path());
+              " nodes start python3 at once: `naiad fs` (seed's nydusd config, mirror = the "
+              "node's own peer) + overlayfs + chroot"));
+  absl::Status status = RunLazyStart(flags, *swarm, converted, work.path());
+  status.Update(swarm->Stop());
+  return status;
 }
 
 }  // namespace

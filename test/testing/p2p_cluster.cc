@@ -205,17 +205,25 @@ absl::Status P2pCluster::StartScheduler() {
 
 std::string P2pCluster::PeerConfig(const std::string& name, int host) const {
   const std::string ip = Address(host);
-  std::string yaml =
-      StrCat("dataDir: ", dir(), "/", name, "\n", "proxy:\n", "  tcpListen: {listen: ", ip,
-             ", port: ", kProxyPort, "}\n", "  registryMirror: {url: \"", registry_->url(), "\"}\n",
-             "health:\n", "  tcpListen: {listen: ", ip, ", port: ", kHealthPort, "}\n", "upload:\n",
-             "  tcpListen: {listen: ", ip, ", port: ", kUploadPort, "}\n");
+  std::string yaml = StrCat("dataDir: ", dir(), "/", name, "\n");
+  if (options_.seed_style_config) {
+    // The seed's charts-config.yaml, dfdaemon.config.proxy, with the registry's URL.
+    StrAppend(&yaml, "proxy:\n", "  defaultFilter: 'Expires&Signature&ns'\n", "  security:\n",
+              "    insecure: true\n", "  tcpListen:\n", "    listen: 0.0.0.0\n",
+              "    port: ", kProxyPort, "\n", "  registryMirror:\n", "    dynamic: true\n",
+              "    url: ", registry_->url(), "\n", "  proxies:\n", "  - regx: blobs/sha256.*\n");
+  } else {
+    StrAppend(&yaml, "proxy:\n", "  tcpListen: {listen: ", ip, ", port: ", kProxyPort, "}\n",
+              "  registryMirror: {url: \"", registry_->url(), "\"}\n", "health:\n",
+              "  tcpListen: {listen: ", ip, ", port: ", kHealthPort, "}\n");
+  }
+  StrAppend(&yaml, "upload:\n", "  tcpListen: {listen: ", ip, ", port: ", kUploadPort, "}\n");
   if (options_.scheduler != SchedulerMode::kNone) {
     StrAppend(&yaml, "scheduler:\n", "  netAddrs: [{type: tcp, addr: \"", Address(kRegistryHost),
               ":", kSchedulerPort, "\"}]\n", "  scheduleTimeout: 2s\n",
               "  keepAliveInterval: 1s\n");
   }
-  StrAppend(&yaml, "download:\n", "  prefetch: false\n",
+  StrAppend(&yaml, "download:\n", "  prefetch: ", options_.prefetch ? "true" : "false", "\n",
             "  concurrentPieceCount: ", options_.concurrent_piece_count, "\n",
             // The local API socket: never the machine's /run/naiad/peer.sock.
             "  unixSocket: ", dir(), "/", name, ".sock\n");
@@ -225,14 +233,36 @@ std::string P2pCluster::PeerConfig(const std::string& name, int host) const {
 absl::Status P2pCluster::StartPeer(const std::string& name, int host, bool seed) {
   const std::string config_path = StrCat(dir(), "/", name, ".yaml");
   RETURN_IF_ERROR(WriteFileAtomically(config_path, PeerConfig(name, host)));
-  Daemon daemon{.name = name, .host = host, .log_path = StrCat(dir(), "/", name, ".log")};
-  std::vector<std::string> argv = {
-      naiad_, "peer",           "--config",    config_path,   "--hostname",
-      name,   "--advertise-ip", Address(host), "--log-level", options_.log_level};
-  if (seed) argv.push_back("--seed");
-  ASSIGN_OR_RETURN(daemon.process, net_->Spawn(host, argv, {.output_path = daemon.log_path}));
+  Daemon daemon{
+      .name = name, .host = host, .seed = seed, .log_path = StrCat(dir(), "/", name, ".log")};
+  RETURN_IF_ERROR(SpawnPeer(daemon));
   daemons_.push_back(std::move(daemon));
   return absl::OkStatus();
+}
+
+absl::Status P2pCluster::SpawnPeer(Daemon& daemon) {
+  std::vector<std::string> argv = {naiad_,           "peer",
+                                   "--config",       StrCat(dir(), "/", daemon.name, ".yaml"),
+                                   "--hostname",     daemon.name,
+                                   "--advertise-ip", Address(daemon.host),
+                                   "--log-level",    options_.log_level};
+  if (daemon.seed) argv.push_back("--seed");
+  // A restarted daemon appends to the log of its earlier life (output files are opened with
+  // O_APPEND).
+  ASSIGN_OR_RETURN(daemon.process,
+                   net_->Spawn(daemon.host, argv, {.output_path = daemon.log_path}));
+  return absl::OkStatus();
+}
+
+absl::Status P2pCluster::Restart(int host) {
+  Daemon* daemon = DaemonOn(host, /*scheduler=*/false);
+  if (daemon == nullptr) return absl::NotFoundError(StrCat("no peer on host ", host));
+  if (daemon->process.running()) {
+    return absl::FailedPreconditionError(StrCat(daemon->name, " is still running"));
+  }
+  RETURN_IF_ERROR(SpawnPeer(*daemon));
+  daemon->killed = false;
+  return WaitUntilReady(*daemon, StrCat(HostUrl(host, kHealthPort), "/server/ping"));
 }
 
 absl::Status P2pCluster::WaitUntilReady(Daemon& daemon, const std::string& url) {

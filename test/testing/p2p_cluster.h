@@ -58,7 +58,14 @@ struct P2pClusterOptions {
   bool seed_peer = true;
   SchedulerMode scheduler = SchedulerMode::kRunning;
   int concurrent_piece_count = 4;  // download.concurrentPieceCount of every peer
-  std::string naiad;               // the binary; empty: the one in this build tree
+  bool prefetch = false;           // download.prefetch of every peer and the seed
+  // Configure the peers with the seed's dfdaemon section (docs/design/seed-path.md): proxy and
+  // health on 0.0.0.0, so that a node's own `naiad fs` reaches them at 127.0.0.1 as the seed's
+  // nydusd config says; registryMirror.dynamic (the X-Dragonfly-Registry header names the
+  // registry), proxies [blobs/sha256.*], defaultFilter, security.insecure. Otherwise the
+  // proxy and health ports listen on the host's address only.
+  bool seed_style_config = false;
+  std::string naiad;  // the binary; empty: the one in this build tree
   // The daemons' --log-level; empty: $NAIAD_P2P_LOG_LEVEL, or "info".
   std::string log_level;
   absl::Duration ready_timeout = absl::Seconds(60);
@@ -154,6 +161,9 @@ class P2pCluster {
   absl::Status KillScheduler();
   // Whether the daemon on `host` (a peer or the seed) is still running.
   bool Running(int host);
+  // Starts the peer (or seed) on `host` again after Kill(), with the same config and data
+  // directory (its piece store is recovered), and waits until it answers its health check.
+  absl::Status Restart(int host);
 
   // The tail of every daemon's output and of the registry's log.
   std::string Logs(size_t bytes_per_daemon = 6000) const;
@@ -170,6 +180,7 @@ class P2pCluster {
   struct Daemon {
     std::string name;  // "scheduler", "seed", "peer3"
     int host = 0;
+    bool seed = false;
     std::string log_path;
     Subprocess process;
     bool killed = false;   // by Kill(): its death is expected
@@ -181,6 +192,7 @@ class P2pCluster {
   int first_peer_host() const { return options_.seed_peer ? 2 : 1; }
   absl::Status StartScheduler();
   absl::Status StartPeer(const std::string& name, int host, bool seed);
+  absl::Status SpawnPeer(Daemon& daemon);
   // The peer's YAML (dfdaemon's shape).
   std::string PeerConfig(const std::string& name, int host) const;
   absl::Status WaitUntilReady(Daemon& daemon, const std::string& url);
