@@ -29,6 +29,9 @@ constexpr size_t kMaxBusyEntries = 4096;
 constexpr absl::Duration kParentWait = absl::Seconds(10);
 // After a scheduler failure, new tasks skip the scheduler for this long.
 constexpr absl::Duration kSchedulerDownFor = absl::Seconds(10);
+// Held tasks re-registered per round of the sync thread after the scheduler forgot this host:
+// the downloads' own syncs go first, the rest follows quickly.
+constexpr size_t kReregistrationsPerRound = 16;
 
 bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
   return absl::EqualsIgnoreCase(ToAbsl(a), ToAbsl(b));
@@ -82,8 +85,8 @@ struct Downloads::Download {
   bool whole = false;
   uint32_t cursor = 0;  // origin mode: the next piece of the whole task
   absl::flat_hash_set<uint32_t> in_flight;
-  int origin_in_flight = 0;
-  absl::flat_hash_map<uint32_t, int> attempts;         // origin failures per piece
+  absl::flat_hash_set<uint32_t> origin_fetches;  // the pieces of in_flight coming from the origin
+  absl::flat_hash_map<uint32_t, int> attempts;   // origin failures per piece
   absl::flat_hash_map<uint32_t, int> parent_attempts;  // parent failures per piece
   bool fetched_from_origin = false;
   // NextPiece() found nothing to do at this version of the downloads' state: until something
@@ -96,10 +99,13 @@ struct Downloads::Download {
   bool registered = false;
   bool syncing = false;
   absl::Time next_sync = absl::InfinitePast();
-  std::vector<schedv1::Parent> parents;  // best first
-  std::vector<uint16_t> holders;         // per piece: how many parents hold it
-  schedv1::SyncTaskResponse view;        // crcs, seed_active, ... of the last answer
-  absl::flat_hash_set<uint32_t> leases;  // origin leases granted to us, not yet used
+  absl::Time last_sync = absl::InfinitePast();  // when the last SyncTask was sent
+  std::vector<schedv1::Parent> parents;         // best first
+  std::vector<uint16_t> holders;                // per piece: how many parents hold it
+  schedv1::SyncTaskResponse view;               // crcs, seed_active, ... of the last answer
+  // Origin leases granted to us whose piece we do not hold yet (fetching it, or about to).
+  absl::flat_hash_set<uint32_t> leases;
+  std::vector<uint32_t> released;  // leases given back (their fetch failed), to report
   std::vector<schedv1::PieceReport> unreported;
   std::vector<std::string> failed_parents;                      // to report
   absl::flat_hash_map<std::string, int> parent_load;            // our requests in flight
@@ -112,6 +118,21 @@ struct Downloads::Download {
       return std::nullopt;
     }
     return view.crc32c(static_cast<int>(n));
+  }
+
+  // How often the leases of running origin fetches must be renewed: three chances before the
+  // scheduler's lease timeout (infinite until a scheduler answer told us the timeout).
+  absl::Duration RenewInterval() const {
+    if (view.lease_timeout_ms() == 0) return absl::InfiniteDuration();
+    return absl::Milliseconds(view.lease_timeout_ms()) / 3;
+  }
+  // When the next sync must go out for the running origin fetches' leases.
+  absl::Time RenewBy() const {
+    const absl::Duration interval = RenewInterval();
+    if (interval == absl::InfiniteDuration() || last_sync == absl::InfinitePast()) {
+      return absl::InfiniteFuture();
+    }
+    return last_sync + interval;
   }
 };
 
@@ -176,12 +197,14 @@ absl::StatusOr<piece::TaskMeta> Downloads::ProbeOrigin(const std::string& task_i
   return meta;
 }
 
-// Queues a report of every piece held (their crcs are not authoritative: PIECE_SOURCE_PEER).
+// Queues a report of every piece held. Reports already queued keep their source (an origin
+// fetch's crc is authoritative); the other pieces are reported as PIECE_SOURCE_PEER.
 void Downloads::ReportAllPieces(Download& download) {
   const piece::Task& task = *download.task;
-  download.unreported.clear();
+  absl::flat_hash_set<uint32_t> queued;
+  for (const schedv1::PieceReport& report : download.unreported) queued.insert(report.number());
   for (uint32_t n = 0; n < task.meta().piece_count(); ++n) {
-    if (!task.HasPiece(n)) continue;
+    if (!task.HasPiece(n) || queued.contains(n)) continue;
     schedv1::PieceReport report;
     report.set_number(n);
     report.set_crc32c(task.PieceCrc(n).value_or(0));
@@ -281,7 +304,9 @@ TaskTraffic Downloads::Traffic(const std::string& task_id) {
 std::optional<Downloads::Assignment> Downloads::SourceFor(Download& download, uint32_t n,
                                                           bool urgent) {
   if (!download.swarm || download.leases.contains(n)) {
-    if (download.origin_in_flight >= config_.concurrent_pieces) return std::nullopt;
+    if (static_cast<int>(download.origin_fetches.size()) >= config_.concurrent_pieces) {
+      return std::nullopt;
+    }
     return Assignment{.piece = n};
   }
   if (download.parent_attempts[n] >= kParentAttempts) return std::nullopt;  // needs a lease
@@ -466,7 +491,7 @@ void Downloads::Finished(const std::shared_ptr<Download>& download, const Assign
   if (assignment.parent.has_value()) {
     --download->parent_load[assignment.parent->host_id];
   } else {
-    --download->origin_in_flight;
+    download->origin_fetches.erase(n);
   }
   if (status.ok()) {
     if (traffic_.size() > kTrafficEntries) traffic_.clear();  // crude, but bounded
@@ -483,8 +508,9 @@ void Downloads::Finished(const std::shared_ptr<Download>& download, const Assign
         report.set_parent_id(assignment.parent->host_id);
       } else {
         report.set_source(schedv1::PIECE_SOURCE_ORIGIN);
-        download->leases.erase(n);
       }
+      // The report ends our lease on it at the scheduler, whoever the piece came from.
+      download->leases.erase(n);
       download->unreported.push_back(std::move(report));
       sync_wanted_ = true;
     }
@@ -515,6 +541,12 @@ void Downloads::Finished(const std::shared_ptr<Download>& download, const Assign
     }
   } else {
     ++metrics_->origin_failures;
+    // We gave up on this fetch: its lease is given back rather than renewed, and a retry asks
+    // for a new one (another peer may get it first; then the piece comes from that peer).
+    if (download->swarm && download->leases.erase(n) > 0) {
+      download->released.push_back(n);
+      sync_wanted_ = true;
+    }
     int attempts = ++download->attempts[n];
     LogWarn("piece download failed",
             {{"task", download->task->meta().task_id}, {"piece", n}, {"error", status}});
@@ -552,7 +584,7 @@ void Downloads::Work() {
       if (assignment->parent.has_value()) {
         ++download->parent_load[assignment->parent->host_id];
       } else {
-        ++download->origin_in_flight;
+        download->origin_fetches.insert(assignment->piece);
       }
       mu_.Unlock();
       absl::Time start = absl::Now();
@@ -571,10 +603,15 @@ void Downloads::Work() {
 
 bool Downloads::SyncDue(const Download& download, absl::Time now) const {
   if (!download.swarm || download.syncing) return false;
-  if (!download.registered || !download.unreported.empty() || !download.failed_parents.empty()) {
+  if (!download.registered || !download.unreported.empty() || !download.failed_parents.empty() ||
+      !download.released.empty()) {
     return true;
   }
   if (download.task->complete() || !download.task->failure().ok()) return false;
+  // A running origin fetch keeps its lease alive, even when nothing else is news.
+  if (!download.origin_fetches.empty()) {
+    return now >= std::min(download.next_sync, download.RenewBy());
+  }
   // Polling for news only while pieces are wanted (a range-only task that is satisfied is idle).
   if (download.wanted.empty() && !download.whole) return false;
   return now >= download.next_sync;
@@ -619,12 +656,24 @@ schedv1::SyncTaskRequest Downloads::BuildSync(Download& download) {
   download.unreported.clear();
   for (const std::string& parent : download.failed_parents) request.add_failed_parents(parent);
   download.failed_parents.clear();
+  for (uint32_t n : download.released) request.add_released(n);
+  download.released.clear();
+  // Only fetches running now: one that failed was released above, so a stalled fetch we gave up
+  // on is never renewed.
+  std::vector<uint32_t> fetching;
+  for (uint32_t n : download.origin_fetches) {
+    if (download.leases.contains(n)) fetching.push_back(n);
+  }
+  std::sort(fetching.begin(), fetching.end());
+  request.mutable_fetching()->Add(fetching.begin(), fetching.end());
+  request.set_whole(download.whole);
   request.set_complete(download.task->complete());
   if (download.task->failure().ok()) {
     for (uint32_t n : PiecesToLease(download)) request.add_want_origin(n);
     request.set_max_origin_grants(static_cast<uint32_t>(std::max(LeaseRoom(download), 0)));
     if (request.max_origin_grants() == 0) request.clear_want_origin();
   }
+  download.last_sync = absl::Now();
   return request;
 }
 
@@ -649,11 +698,16 @@ void Downloads::ApplySync(Download& download, const schedv1::SyncTaskRequest& re
     for (const schedv1::PieceReport& report : request.pieces()) {
       download.unreported.push_back(report);
     }
+    download.released.insert(download.released.end(), request.released().begin(),
+                             request.released().end());
     if (absl::IsFailedPrecondition(response.status()) && options_.reannounce) {
       // The scheduler does not know us (it restarted, or we were silent too long): it forgot
-      // what we hold. The sync loop announces the host again; then we report everything.
+      // what we hold, and our leases. The sync loop announces the host again; then we report
+      // everything, and ask again for the leases of pieces we have not started fetching.
       download.registered = false;
       ReportAllPieces(download);
+      absl::erase_if(download.leases,
+                     [&download](uint32_t n) { return !download.origin_fetches.contains(n); });
       return;
     }
     FallBackToOrigin(download, response.status());
@@ -672,31 +726,24 @@ void Downloads::ApplySync(Download& download, const schedv1::SyncTaskRequest& re
   for (uint32_t n : response->origin_granted()) download.leases.insert(n);
 }
 
+absl::Duration Downloads::SyncWait() const {
+  absl::Duration wait = options_.sync_interval / 2;
+  for (const auto& [id, download] : downloads_) {
+    if (!download->origin_fetches.empty()) wait = std::min(wait, download->RenewInterval() / 2);
+  }
+  return wait;
+}
+
 void Downloads::SyncLoop() {
   absl::MutexLock lock(&mu_);
   while (!stopping_) {
-    mu_.AwaitWithTimeout(absl::Condition(&sync_wanted_), options_.sync_interval / 2);
+    mu_.AwaitWithTimeout(absl::Condition(&sync_wanted_), SyncWait());
     if (stopping_) return;
     sync_wanted_ = false;
     ++version_;  // benched parents may be back: let the workers look again
-    absl::Time now = absl::Now();
-    std::vector<std::shared_ptr<Download>> due;
-    for (auto& [id, download] : downloads_) {
-      if (SyncDue(*download, now)) due.push_back(download);
-    }
-    bool reannounce = false;
-    for (const std::shared_ptr<Download>& download : due) {
-      if (!download->swarm) continue;
-      schedv1::SyncTaskRequest request = BuildSync(*download);
-      download->syncing = true;
-      mu_.Unlock();
-      ++metrics_->scheduler_syncs;
-      absl::StatusOr<schedv1::SyncTaskResponse> response = options_.scheduler->SyncTask(request);
-      mu_.Lock();
-      ApplySync(*download, request, response);
-      if (!response.ok() && absl::IsFailedPrecondition(response.status())) reannounce = true;
-      Retire(download);
-    }
+    if (options_.scheduler->new_host_answers() != new_host_answers_seen_) ReregisterHeldTasks();
+    bool reannounce = SyncDownloads();
+    reannounce = SendReregistrations() || reannounce;
     if (reannounce && options_.reannounce) {
       mu_.Unlock();
       options_.reannounce();
@@ -704,6 +751,89 @@ void Downloads::SyncLoop() {
       sync_wanted_ = true;
     }
   }
+}
+
+bool Downloads::SyncDownloads() {
+  absl::Time now = absl::Now();
+  std::vector<std::shared_ptr<Download>> due;
+  for (auto& [id, download] : downloads_) {
+    if (SyncDue(*download, now)) due.push_back(download);
+  }
+  bool unknown_host = false;
+  for (const std::shared_ptr<Download>& download : due) {
+    if (!download->swarm) continue;
+    schedv1::SyncTaskRequest request = BuildSync(*download);
+    download->syncing = true;
+    mu_.Unlock();
+    ++metrics_->scheduler_syncs;
+    absl::StatusOr<schedv1::SyncTaskResponse> response = options_.scheduler->SyncTask(request);
+    mu_.Lock();
+    ApplySync(*download, request, response);
+    if (!response.ok() && absl::IsFailedPrecondition(response.status())) unknown_host = true;
+    Retire(download);
+  }
+  return unknown_host;
+}
+
+// Runs when an AnnounceHost answer said the scheduler did not know us. It knows none of our
+// tasks then: downloads report every piece again with their next sync, and every other task of
+// the store gets one sync of its own (SendReregistrations), so that other peers can fetch from
+// us what we completed before. Once per such answer: never a sync of the whole store per
+// keepalive.
+void Downloads::ReregisterHeldTasks() {
+  new_host_answers_seen_ = options_.scheduler->new_host_answers();
+  for (auto& [id, download] : downloads_) {
+    if (download->swarm) ReportAllPieces(*download);
+  }
+  mu_.Unlock();  // the store has its own lock, and listing it is not free
+  std::vector<std::shared_ptr<piece::Task>> held = store_->List();
+  mu_.Lock();
+  reregister_.clear();
+  for (std::shared_ptr<piece::Task>& task : held) {
+    if (downloads_.contains(task->meta().task_id) || !task->failure().ok()) continue;
+    if (task->pieces_present() == 0 && !task->complete()) continue;  // nothing to offer
+    reregister_.push_back(std::move(task));
+  }
+  if (!reregister_.empty()) {
+    LogInfo("scheduler did not know this host: registering the tasks held",
+            {{"tasks", reregister_.size()}});
+  }
+}
+
+bool Downloads::SendReregistrations() {
+  size_t sent = 0;
+  while (!reregister_.empty() && sent < kReregistrationsPerRound) {
+    std::shared_ptr<piece::Task> task = std::move(reregister_.back());
+    reregister_.pop_back();
+    // Started downloading meanwhile (its own syncs report it), or deleted.
+    if (downloads_.contains(task->meta().task_id) || !task->failure().ok()) continue;
+    schedv1::SyncTaskRequest request;
+    request.set_host_id(options_.host_id);
+    *request.mutable_task() = TaskInfoOf(task->meta(), {});
+    request.set_complete(task->complete());
+    for (uint32_t n = 0; n < task->meta().piece_count() && !task->complete(); ++n) {
+      if (!task->HasPiece(n)) continue;
+      schedv1::PieceReport* report = request.add_pieces();
+      report->set_number(n);
+      report->set_crc32c(task->PieceCrc(n).value_or(0));
+      report->set_source(schedv1::PIECE_SOURCE_PEER);
+    }
+    ++sent;
+    mu_.Unlock();
+    ++metrics_->scheduler_syncs;
+    absl::Status status = options_.scheduler->SyncTask(request).status();
+    mu_.Lock();
+    if (status.ok()) continue;
+    ++metrics_->scheduler_errors;
+    // Forgotten again (announcing again queues everything anew), or unreachable: then the rest
+    // would only wait for timeouts, and a scheduler that comes back empty says `new_host` again.
+    LogWarn("registering a held task with the scheduler failed; the rest are not tried",
+            {{"task", task->meta().task_id}, {"left", reregister_.size()}, {"error", status}});
+    reregister_.clear();
+    return absl::IsFailedPrecondition(status);
+  }
+  if (!reregister_.empty()) sync_wanted_ = true;  // the next round sends more at once
+  return false;
 }
 
 }  // namespace naiad::peer

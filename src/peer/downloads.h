@@ -21,6 +21,16 @@
 // fetched from the origin only under a lease (the scheduler grants each piece to one peer at a
 // time). If the scheduler cannot be reached, the task falls back to the origin for everything.
 //
+// Every sync lists the origin fetches running under our leases (`fetching`: the scheduler renews
+// those leases, so a slow fetch keeps its piece) and says whether the task is wanted `whole`
+// (only then may the scheduler put a seed peer on it). A task with an origin fetch running syncs
+// at least every lease timeout / 3; a fetch that fails gives its lease back (`released`).
+//
+// When an AnnounceHost answer says the scheduler did not know this host (it restarted, or this
+// daemon did: SchedulerClient::new_host_answers() moved), every task of the store is synced once
+// (its pieces, complete or not) so that this host is a parent for it again; tasks being
+// downloaded report all their pieces again.
+//
 // Thread-safe. The destructor stops the workers (in-flight requests are cancelled).
 #pragma once
 
@@ -146,6 +156,8 @@ class Downloads {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   void ReportAllPieces(Download& download) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The scheduler forgot what this host holds: queues one sync of every task in the store.
+  void ReregisterHeldTasks() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // Piece selection.
   std::optional<Assignment> NextPiece(Download& download) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -164,6 +176,12 @@ class Downloads {
 
   // The swarm's sync thread.
   void SyncLoop();
+  // How long the sync thread may sleep when nobody asks for a sync.
+  absl::Duration SyncWait() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Syncs the downloads that are due; true if the scheduler said it does not know this host.
+  bool SyncDownloads() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Sends some of the queued re-registrations; true if the scheduler does not know this host.
+  bool SendReregistrations() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool SyncDue(const Download& download, absl::Time now) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   schedv1::SyncTaskRequest BuildSync(Download& download) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::vector<uint32_t> PiecesToLease(const Download& download) const
@@ -186,11 +204,16 @@ class Downloads {
   absl::flat_hash_map<std::string, std::shared_ptr<Download>> downloads_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   bool sync_wanted_ ABSL_GUARDED_BY(mu_) = false;  // something to tell the scheduler now
-  uint64_t version_ ABSL_GUARDED_BY(mu_) = 0;
-  absl::flat_hash_map<std::string, TaskTraffic> traffic_
-      ABSL_GUARDED_BY(mu_);  // bumped whenever piece selection may change
+  uint64_t version_ ABSL_GUARDED_BY(mu_) = 0;      // bumped whenever piece selection may change
+  absl::flat_hash_map<std::string, TaskTraffic> traffic_ ABSL_GUARDED_BY(mu_);
   // After a scheduler failure, new tasks go straight to the origin until then.
   absl::Time scheduler_down_until_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  // SchedulerClient::new_host_answers() when the store's tasks were last queued for
+  // re-registration.
+  uint64_t new_host_answers_seen_ ABSL_GUARDED_BY(mu_) = 0;
+  // Tasks of the store (not being downloaded) still to be synced once, after the scheduler
+  // forgot this host.
+  std::vector<std::shared_ptr<piece::Task>> reregister_ ABSL_GUARDED_BY(mu_);
   std::vector<std::thread> workers_;  // a fixed pool, started by the constructor
   std::thread sync_thread_;
 };

@@ -2,10 +2,13 @@
 // HttpServer with ranges) and real parents (piece stores behind the upload service).
 #include "peer/downloads.h"
 
+#include <algorithm>
 #include <bitset>
 #include <cstring>
 #include <functional>
+#include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -34,6 +37,7 @@ constexpr int kPieces = 6;
 constexpr uint64_t kLength = uint64_t{kPieces} * kPiece - 4321;  // the last piece short
 
 // The origin: serves `content` at /blob with HEAD and single ranges; records the ranges asked.
+// A range can be made slow, or fail once.
 class Origin {
  public:
   explicit Origin(std::string content) : content_(std::move(content)) {
@@ -51,6 +55,16 @@ class Origin {
     absl::MutexLock lock(&mu_);
     return range_offsets_;
   }
+  // The range at `offset` is answered after `delay`.
+  void SetDelay(uint64_t offset, absl::Duration delay) {
+    absl::MutexLock lock(&mu_);
+    delays_[offset] = delay;
+  }
+  // The next request of the range at `offset` gets a 503.
+  void FailOnce(uint64_t offset) {
+    absl::MutexLock lock(&mu_);
+    fail_once_.insert(offset);
+  }
 
  private:
   void Serve(const net::ServerRequest& request, net::ResponseWriter& writer) {
@@ -65,9 +79,18 @@ class Origin {
       writer.Respond(416, headers, "").IgnoreError();
       return;
     }
+    absl::Duration delay;
+    bool fail = false;
     {
       absl::MutexLock lock(&mu_);
       range_offsets_.push_back(parsed->offset);
+      if (auto it = delays_.find(parsed->offset); it != delays_.end()) delay = it->second;
+      fail = fail_once_.erase(parsed->offset) > 0;
+    }
+    absl::SleepFor(delay);
+    if (fail) {
+      writer.Respond(503, headers, "try again").IgnoreError();
+      return;
     }
     headers.Add("Content-Range", parsed->ToContentRange(content_.size())).IgnoreError();
     writer.Respond(206, headers, std::string_view(content_).substr(parsed->offset, parsed->length))
@@ -78,6 +101,8 @@ class Origin {
   std::unique_ptr<net::HttpServer> server_;
   absl::Mutex mu_;
   std::vector<uint64_t> range_offsets_ ABSL_GUARDED_BY(mu_);
+  std::map<uint64_t, absl::Duration> delays_ ABSL_GUARDED_BY(mu_);
+  std::set<uint64_t> fail_once_ ABSL_GUARDED_BY(mu_);
 };
 
 // A parent: its own piece store with the task's pieces, served by the upload service.
@@ -154,6 +179,8 @@ class ScriptedScheduler : public SchedulerClient {
     absl::MutexLock lock(&mu_);
     return requests_;
   }
+  // What an AnnounceHost answered with `new_host` does: the scheduler forgot this host.
+  void ForgetHost() { CountNewHostAnswer(); }
 
  private:
   Script script_;
@@ -185,7 +212,9 @@ class DownloadsTest : public ::testing::Test {
   }
   void TearDown() override { downloads_.reset(); }
 
-  void Start(ScriptedScheduler::Script script) {
+  void Start(ScriptedScheduler::Script script,
+             absl::Duration sync_interval = absl::Milliseconds(20),
+             std::function<void()> reannounce = nullptr) {
     scheduler_ = std::make_unique<ScriptedScheduler>(std::move(script));
     downloads_ = std::make_unique<Downloads>(
         DownloadsOptions{.store = store_.get(),
@@ -194,7 +223,33 @@ class DownloadsTest : public ::testing::Test {
                          .scheduler = scheduler_.get(),
                          .piece_client = &piece_client_,
                          .host_id = "me",
-                         .sync_interval = absl::Milliseconds(20)});
+                         .reannounce = std::move(reannounce),
+                         .sync_interval = sync_interval});
+  }
+
+  // Opens the task and asks for pieces [first, last].
+  std::shared_ptr<piece::Task> OpenAndWant(uint32_t first, uint32_t last, bool whole,
+                                           bool urgent = true) {
+    OriginError error;
+    absl::StatusOr<std::shared_ptr<piece::Task>> task =
+        downloads_->Open(meta_.task_id, {.url = origin_->url()}, &error);
+    EXPECT_OK(task);
+    if (!task.ok()) return nullptr;
+    downloads_->Want(*task, first, last, whole, urgent);
+    return *task;
+  }
+
+  // A task of the store that is not being downloaded, holding `pieces` of its content.
+  void Hold(const std::string& url, const std::vector<uint32_t>& pieces) {
+    piece::TaskMeta meta{.task_id = piece::TaskIdForUrl(url, {}),
+                         .url = url,
+                         .content_length = kLength,
+                         .piece_size = kPiece};
+    ASSERT_OK_AND_ASSIGN(std::shared_ptr<piece::Task> task, store_->CreateOrOpen(meta));
+    for (uint32_t n : pieces) {
+      ASSERT_OK(task->WritePiece(
+          n, std::string_view(content_).substr(meta.PieceOffset(n), meta.PieceLength(n))));
+    }
   }
 
   // Opens the task, asks for all of it, and waits until it is complete.
@@ -361,12 +416,188 @@ TEST_F(DownloadsTest, SeedFetchesTheWholeTaskUnderLeasesWithoutProbing) {
   std::vector<schedv1::SyncTaskRequest> requests = scheduler_->requests();
   ASSERT_FALSE(requests.empty());
   EXPECT_TRUE(requests.back().complete());
+  for (const auto& request : requests) EXPECT_TRUE(request.whole());  // a seed fetches it all
   std::vector<uint32_t> reported;
   for (const auto& request : requests) {
     for (const auto& report : request.pieces()) reported.push_back(report.number());
   }
   EXPECT_EQ(reported.size(), size_t{kPieces});
   EXPECT_THAT(reported, Contains(0u));
+}
+
+// Grants every piece asked for; says leases last `lease_timeout`.
+ScriptedScheduler::Script GrantEverything(absl::Duration lease_timeout = absl::Seconds(30)) {
+  return [lease_timeout](
+             const schedv1::SyncTaskRequest& request) -> absl::StatusOr<schedv1::SyncTaskResponse> {
+    schedv1::SyncTaskResponse response;
+    response.set_lease_timeout_ms(static_cast<uint32_t>(absl::ToInt64Milliseconds(lease_timeout)));
+    for (uint32_t n : request.want_origin()) {
+      if (static_cast<uint32_t>(response.origin_granted_size()) < request.max_origin_grants()) {
+        response.add_origin_granted(n);
+      }
+    }
+    return response;
+  };
+}
+
+bool Lists(const google::protobuf::RepeatedField<uint32_t>& pieces, uint32_t n) {
+  return std::find(pieces.begin(), pieces.end(), n) != pieces.end();
+}
+
+TEST_F(DownloadsTest, ARunningOriginFetchRenewsItsLeaseEveryThirdOfTheTimeout) {
+  // A slow origin fetch of piece 3 under a 300 ms lease: the peer must renew it every 100 ms,
+  // although nothing else is news and its sync interval (1 s) is much longer.
+  origin_->SetDelay(uint64_t{3} * kPiece, absl::Milliseconds(1500));
+  Start(GrantEverything(absl::Milliseconds(300)), /*sync_interval=*/absl::Seconds(1));
+  std::shared_ptr<piece::Task> task = OpenAndWant(3, 3, /*whole=*/false);
+  ASSERT_NE(task, nullptr);
+  ASSERT_TRUE(task->WaitForPieces(3, 3, absl::Now() + absl::Seconds(10)));
+  absl::SleepFor(absl::Milliseconds(300));
+  std::vector<schedv1::SyncTaskRequest> requests = scheduler_->requests();
+  int renewals = 0;
+  bool reported = false;
+  for (const schedv1::SyncTaskRequest& request : requests) {
+    EXPECT_FALSE(request.whole());  // a range only
+    for (const schedv1::PieceReport& report : request.pieces()) reported |= report.number() == 3;
+    if (Lists(request.fetching(), 3)) {
+      EXPECT_FALSE(reported) << "a fetched piece is still listed as fetching";
+      ++renewals;
+    }
+    for (uint32_t n : request.fetching()) EXPECT_EQ(n, 3u);
+  }
+  EXPECT_TRUE(reported);
+  // About 15 over the 1.5 s fetch; a loaded machine may skip some.
+  EXPECT_GE(renewals, 6) << requests.size() << " syncs";
+  EXPECT_EQ(origin_->range_offsets().size(), 1u);
+}
+
+TEST_F(DownloadsTest, AFailedOriginFetchIsReleasedNotRenewedAndRetriedUnderANewLease) {
+  origin_->SetDelay(uint64_t{2} * kPiece, absl::Milliseconds(300));
+  origin_->FailOnce(uint64_t{2} * kPiece);
+  Start(GrantEverything(absl::Milliseconds(300)));
+  std::shared_ptr<piece::Task> task = OpenAndWant(2, 2, /*whole=*/false);
+  ASSERT_NE(task, nullptr);
+  ASSERT_TRUE(task->WaitForPieces(2, 2, absl::Now() + absl::Seconds(10)));
+  absl::SleepFor(absl::Milliseconds(100));
+  EXPECT_THAT(origin_->range_offsets(), ElementsAre(2 * kPiece, 2 * kPiece));
+  // Renewed while the first fetch ran; then released (and not listed as fetching any more) and
+  // asked for again; renewed while the second ran.
+  enum { kFirstFetch, kReleased, kSecondFetch } phase = kFirstFetch;
+  int grants_asked_after_release = 0;
+  int renewals[3] = {0, 0, 0};
+  for (const schedv1::SyncTaskRequest& request : scheduler_->requests()) {
+    if (Lists(request.released(), 2)) {
+      EXPECT_EQ(phase, kFirstFetch);
+      EXPECT_FALSE(Lists(request.fetching(), 2));
+      phase = kReleased;
+    }
+    if (phase != kFirstFetch && Lists(request.want_origin(), 2)) ++grants_asked_after_release;
+    if (Lists(request.fetching(), 2)) {
+      if (phase == kReleased) phase = kSecondFetch;
+      ++renewals[phase];
+    }
+  }
+  EXPECT_EQ(phase, kSecondFetch);
+  EXPECT_GE(renewals[kFirstFetch], 1);
+  EXPECT_EQ(renewals[kReleased], 0);
+  EXPECT_GE(grants_asked_after_release, 1);
+}
+
+TEST_F(DownloadsTest, SyncsSayWholeOnlyOnceTheWholeTaskIsWanted) {
+  Start(GrantEverything());
+  std::shared_ptr<piece::Task> task = OpenAndWant(1, 1, /*whole=*/false);
+  ASSERT_NE(task, nullptr);
+  ASSERT_TRUE(task->WaitForPieces(1, 1, absl::Now() + absl::Seconds(10)));
+  absl::SleepFor(absl::Milliseconds(100));
+  std::vector<schedv1::SyncTaskRequest> ranged = scheduler_->requests();
+  ASSERT_FALSE(ranged.empty());
+  for (const auto& request : ranged) EXPECT_FALSE(request.whole());
+  EXPECT_EQ(task->pieces_present(), 1u);  // nothing beyond the range was fetched
+  // A whole GET of the same task (not urgent: the swarm's order).
+  downloads_->Want(task, 0, kPieces - 1, /*whole=*/true, /*urgent=*/false);
+  ASSERT_TRUE(task->WaitForPieces(0, kPieces - 1, absl::Now() + absl::Seconds(10)));
+  EXPECT_EQ(ReadAll(*task), content_);
+  std::vector<schedv1::SyncTaskRequest> all = scheduler_->requests();
+  ASSERT_GT(all.size(), ranged.size());
+  for (size_t i = ranged.size(); i < all.size(); ++i) EXPECT_TRUE(all[i].whole()) << i;
+}
+
+TEST_F(DownloadsTest, HeldTasksAreSyncedOnceEachTimeTheSchedulerForgetsTheHost) {
+  ASSERT_NO_FATAL_FAILURE(Hold("http://origin/complete", {0, 1, 2, 3, 4, 5}));
+  ASSERT_NO_FATAL_FAILURE(Hold("http://origin/partial", {1, 4}));
+  ASSERT_NO_FATAL_FAILURE(Hold("http://origin/empty", {}));
+  const std::string complete_id = piece::TaskIdForUrl("http://origin/complete", {});
+  const std::string partial_id = piece::TaskIdForUrl("http://origin/partial", {});
+  Start([](const schedv1::SyncTaskRequest&) -> absl::StatusOr<schedv1::SyncTaskResponse> {
+    return schedv1::SyncTaskResponse();
+  });
+  absl::SleepFor(absl::Milliseconds(200));
+  EXPECT_THAT(scheduler_->requests(), IsEmpty());  // the scheduler never said it forgot us
+  auto check = [&](const std::vector<schedv1::SyncTaskRequest>& requests) {
+    ASSERT_EQ(requests.size(), 2u);
+    for (const schedv1::SyncTaskRequest& request : requests) {
+      EXPECT_EQ(request.host_id(), "me");
+      EXPECT_EQ(request.task().content_length(), kLength);
+      EXPECT_EQ(request.task().piece_size(), kPiece);
+      EXPECT_FALSE(request.whole());
+      EXPECT_THAT(request.want_origin(), IsEmpty());
+      if (request.task().task_id() == complete_id) {
+        EXPECT_TRUE(request.complete());
+        EXPECT_THAT(request.pieces(), IsEmpty());  // `complete` says it all
+      } else {
+        EXPECT_EQ(request.task().task_id(), partial_id);
+        EXPECT_FALSE(request.complete());
+        std::vector<uint32_t> numbers;
+        for (const auto& report : request.pieces()) {
+          numbers.push_back(report.number());
+          EXPECT_EQ(report.source(), schedv1::PIECE_SOURCE_PEER);
+          EXPECT_EQ(report.crc32c(), Crc32c(std::string_view(content_).substr(
+                                         uint64_t{kPiece} * report.number(), kPiece)));
+        }
+        EXPECT_THAT(numbers, ::testing::UnorderedElementsAre(1u, 4u));
+      }
+    }
+  };
+  scheduler_->ForgetHost();
+  absl::SleepFor(absl::Milliseconds(500));  // one sync per held task, then quiet
+  std::vector<schedv1::SyncTaskRequest> first = scheduler_->requests();
+  ASSERT_NO_FATAL_FAILURE(check(first));
+  scheduler_->ForgetHost();
+  absl::SleepFor(absl::Milliseconds(500));
+  std::vector<schedv1::SyncTaskRequest> both = scheduler_->requests();
+  ASSERT_EQ(both.size(), 4u);
+  ASSERT_NO_FATAL_FAILURE(
+      check(std::vector<schedv1::SyncTaskRequest>(both.begin() + 2, both.end())));
+  EXPECT_EQ(metrics_.origin_requests.load(), 0u);
+}
+
+TEST_F(DownloadsTest, HostNotAnnouncedReannouncesAndRegistersHeldTasks) {
+  ASSERT_NO_FATAL_FAILURE(Hold("http://origin/complete", {0, 1, 2, 3, 4, 5}));
+  const std::string complete_id = piece::TaskIdForUrl("http://origin/complete", {});
+  absl::Mutex mu;
+  bool restarted = false;  // the first sync finds a scheduler that forgot us
+  Start(
+      [&](const schedv1::SyncTaskRequest& request) -> absl::StatusOr<schedv1::SyncTaskResponse> {
+        absl::MutexLock lock(&mu);
+        if (!restarted) {
+          restarted = true;
+          return absl::FailedPreconditionError("host not announced: me");
+        }
+        return GrantEverything()(request);
+      },
+      absl::Milliseconds(20), /*reannounce=*/[this] { scheduler_->ForgetHost(); });
+  std::shared_ptr<piece::Task> task = OpenAndWant(0, kPieces - 1, /*whole=*/true);
+  ASSERT_NE(task, nullptr);
+  ASSERT_TRUE(task->WaitForPieces(0, kPieces - 1, absl::Now() + absl::Seconds(10)));
+  absl::SleepFor(absl::Milliseconds(200));
+  int held_syncs = 0;
+  for (const schedv1::SyncTaskRequest& request : scheduler_->requests()) {
+    if (request.task().task_id() != complete_id) continue;
+    ++held_syncs;
+    EXPECT_TRUE(request.complete());
+  }
+  EXPECT_EQ(held_syncs, 1);
+  EXPECT_EQ(metrics_.origin_fallbacks.load(), 0u);
 }
 
 }  // namespace

@@ -47,6 +47,7 @@ class GrpcSchedulerClient final : public SchedulerClient {
         last = status;
         continue;
       }
+      if (response.new_host()) CountNewHostAnswer();
       absl::Duration asked = absl::Milliseconds(response.keepalive_interval_ms());
       if (asked > absl::ZeroDuration()) interval = std::min(interval.value_or(asked), asked);
     }

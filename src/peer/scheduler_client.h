@@ -13,8 +13,15 @@
 // Every call has the deadline given to Connect(); a scheduler that does not answer in time is an
 // Unavailable / DeadlineExceeded error, which callers treat as "go to the origin". gRPC errors
 // become absl::Status here and nowhere else. Thread-safe.
+//
+// An AnnounceHost answer with `new_host` (the scheduler did not know the host: it restarted, the
+// daemon did, or the host was dropped after a silence) is counted in new_host_answers(). The
+// keepalive thread announces and the downloads' sync thread watches the count: when it moves,
+// the downloads sync every task of the store once, so the scheduler learns them again.
 #pragma once
 
+#include <atomic>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -37,12 +44,23 @@ class SchedulerClient {
       const std::vector<std::string>& addresses, absl::Duration timeout);
 
   // Announces (or refreshes) the host on every scheduler; the keepalive interval they ask for
-  // (the shortest). Fails only if no scheduler answered.
+  // (the shortest). Fails only if no scheduler answered. Implementations call
+  // CountNewHostAnswer() for each answer with `new_host`.
   virtual absl::StatusOr<absl::Duration> AnnounceHost(const schedv1::Host& host) = 0;
   virtual void LeaveHost(const std::string& host_id) = 0;
   virtual absl::StatusOr<schedv1::SyncTaskResponse> SyncTask(
       const schedv1::SyncTaskRequest& request) = 0;
   virtual void LeaveTask(const std::string& host_id, const std::string& task_id) = 0;
+
+  // How many AnnounceHost answers so far said that a scheduler did not know this host: each time,
+  // that scheduler had forgotten every task the host holds.
+  uint64_t new_host_answers() const { return new_host_answers_.load(); }
+
+ protected:
+  void CountNewHostAnswer() { ++new_host_answers_; }
+
+ private:
+  std::atomic<uint64_t> new_host_answers_{0};
 };
 
 // Bit n of a piece bitmap (byte n / 8, most significant bit first), as the scheduler sends them.

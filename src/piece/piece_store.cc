@@ -584,6 +584,7 @@ class PieceStoreImpl final : public PieceStore {
   absl::StatusOr<std::shared_ptr<Task>> CreateOrOpen(const TaskMeta& meta) override;
   std::shared_ptr<Task> Find(std::string_view task_id) override;
   absl::Status Delete(std::string_view task_id) override;
+  std::vector<std::shared_ptr<Task>> List() override;
   GcResult CollectGarbage() override;
   PieceStoreStats Stats() const override;
 
@@ -714,6 +715,14 @@ absl::Status PieceStoreImpl::Delete(std::string_view task_id) {
   }
   RemovePaths({trash});
   return absl::OkStatus();
+}
+
+std::vector<std::shared_ptr<Task>> PieceStoreImpl::List() {
+  absl::MutexLock lock(&mu_);
+  std::vector<std::shared_ptr<Task>> tasks;
+  tasks.reserve(tasks_.size());
+  for (const auto& [id, task] : tasks_) tasks.push_back(task);
+  return tasks;
 }
 
 std::string PieceStoreImpl::RemoveLocked(const std::string& task_id, const absl::Status& why) {

@@ -118,6 +118,9 @@ class PieceStore {
   // The task if the store has it (nullptr otherwise).
   virtual std::shared_ptr<Task> Find(std::string_view task_id) = 0;
   virtual absl::Status Delete(std::string_view task_id) = 0;
+  // Every task held, in no order. Unlike Find() it does not count as a use (the GC's order is
+  // unchanged); a task is not collected while the caller keeps it.
+  virtual std::vector<std::shared_ptr<Task>> List() = 0;
   // Removes tasks unused for task_ttl, then least recently used tasks while over quota; tasks in
   // use (held by someone) are skipped.
   virtual GcResult CollectGarbage() = 0;

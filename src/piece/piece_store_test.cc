@@ -636,6 +636,24 @@ TEST_F(PieceStoreTest, GcByTtlSkipsTasksInUse) {
   EXPECT_EQ(store->Stats().tasks, 0u);
 }
 
+TEST_F(PieceStoreTest, ListGivesEveryTaskWithoutCountingAsAUse) {
+  const std::string content = PseudoRandomBytes(kPiece);
+  ASSERT_OK_AND_ASSIGN(auto store, PieceStore::Open(Options()));
+  EXPECT_TRUE(store->List().empty());
+  for (char c : {'a', 'b'}) {
+    ASSERT_OK_AND_ASSIGN(auto task, store->CreateOrOpen(Meta(Id(c), content)));
+    WriteAll(*task, content);
+  }
+  clock_.Advance(absl::Hours(5));
+  std::vector<std::string> ids;
+  for (const auto& task : store->List()) ids.push_back(task->meta().task_id);
+  std::sort(ids.begin(), ids.end());
+  EXPECT_EQ(ids, (std::vector<std::string>{Id('a'), Id('b')}));
+  clock_.Advance(absl::Hours(2));  // 7 h after the last use: List() did not count
+  EXPECT_EQ(store->CollectGarbage().tasks_removed, 2u);
+  EXPECT_TRUE(store->List().empty());
+}
+
 TEST_F(PieceStoreTest, LastAccessSurvivesRestart) {
   const std::string content = PseudoRandomBytes(kPiece);
   {

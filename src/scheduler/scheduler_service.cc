@@ -110,7 +110,9 @@ absl::StatusOr<SyncRequest> FromProto(const v1::SyncTaskRequest& in) {
                       .want_origin = {in.want_origin().begin(), in.want_origin().end()},
                       .failed_parents = {in.failed_parents().begin(), in.failed_parents().end()},
                       .released = {in.released().begin(), in.released().end()},
-                      .max_origin_grants = in.max_origin_grants()};
+                      .max_origin_grants = in.max_origin_grants(),
+                      .fetching = {in.fetching().begin(), in.fetching().end()},
+                      .whole = in.whole()};
   request.pieces.reserve(in.pieces_size());
   for (int i = 0; i < in.pieces_size(); ++i) {
     ASSIGN_OR_RETURN(PieceReport report, FromProto(in.pieces(i), i));
@@ -170,8 +172,9 @@ class SchedulerService final : public v1::Scheduler::Service {
     return ToGrpcStatus([&]() -> absl::Status {
       if (!request->has_host()) return absl::InvalidArgumentError("host is missing");
       ASSIGN_OR_RETURN(Host host, FromProto(request->host()));
-      RETURN_IF_ERROR(state_->AnnounceHost(host));
+      ASSIGN_OR_RETURN(AnnounceResult result, state_->AnnounceHost(host));
       response->set_keepalive_interval_ms(Milliseconds(keepalive_interval_));
+      response->set_new_host(result.new_host);
       return absl::OkStatus();
     }());
   }
@@ -326,6 +329,8 @@ std::string SchedulerServer::MetricsText() const {
          c.leases_granted);
   metric("counter", "origin_leases_expired_total",
          "Origin leases handed over after their holder stalled or went away.", c.leases_expired);
+  metric("counter", "origin_leases_renewed_total",
+         "Origin lease deadlines moved because their holder was still fetching.", c.leases_renewed);
   metric("counter", "seed_triggers_total", "Seed peers asked to fetch a task.", c.seed_triggers);
   metric("counter", "seed_trigger_failures_total", "Seed peers that could not be asked.",
          c.seed_trigger_failures);

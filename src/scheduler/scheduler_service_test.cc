@@ -8,14 +8,19 @@
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
+#include "base/file.h"
 #include "base/status_matchers.h"
 #include "base/strings.h"
+#include "base/test_files.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "naiad/scheduler/v1/scheduler.grpc.pb.h"
 #include "net/http_client.h"
 #include "net/http_server.h"
 #include "nlohmann/json.hpp"
+#include "peer/downloads.h"
+#include "peer/scheduler_client.h"
+#include "piece/piece_store.h"
 
 namespace naiad::scheduler {
 namespace {
@@ -156,10 +161,14 @@ TEST_F(SchedulerServiceTest, AnnounceSyncLeaseStat) {
   v1::AnnounceHostResponse announced;
   ASSERT_TRUE(Announce(ProtoHost("seed", v1::HOST_TYPE_SEED), &announced).ok());
   EXPECT_EQ(announced.keepalive_interval_ms(), 5000u);
+  EXPECT_TRUE(announced.new_host());
+  ASSERT_TRUE(Announce(ProtoHost("seed", v1::HOST_TYPE_SEED), &announced).ok());
+  EXPECT_FALSE(announced.new_host());
   ASSERT_TRUE(Announce(ProtoHost("a")).ok());
   ASSERT_TRUE(Announce(ProtoHost("b")).ok());
 
   v1::SyncTaskRequest request = SyncRequestFor("a");
+  request.set_whole(true);
   request.add_want_origin(0);
   request.add_want_origin(1);
   v1::SyncTaskResponse a;
@@ -282,17 +291,42 @@ TEST_F(SchedulerServiceTest, FailedTriggerForgetsTheSeed) {
   trigger_.set_result(absl::UnavailableError("connection refused"));
   ASSERT_TRUE(Announce(ProtoHost("seed", v1::HOST_TYPE_SEED)).ok());
   ASSERT_TRUE(Announce(ProtoHost("a")).ok());
+  v1::SyncTaskRequest request = SyncRequestFor("a");
+  request.set_whole(true);
   v1::SyncTaskResponse response;
-  ASSERT_TRUE(Sync(SyncRequestFor("a"), &response).ok());
+  ASSERT_TRUE(Sync(request, &response).ok());
   EXPECT_TRUE(response.seed_active());
   server_->WaitForSeedTriggers();
   v1::StatTaskResponse stat;
   ASSERT_TRUE(Stat(&stat).ok());
   EXPECT_EQ(stat.seed_host_id(), "");
-  ASSERT_TRUE(Sync(SyncRequestFor("a"), &response).ok());
+  ASSERT_TRUE(Sync(request, &response).ok());
   EXPECT_FALSE(response.seed_active());  // the only seed failed: not asked again for a while
   EXPECT_EQ(trigger_.calls().size(), 1u);
   EXPECT_EQ(server_->state().Counters().seed_trigger_failures, 1u);
+}
+
+TEST_F(SchedulerServiceTest, FetchingRenewsAndWholeTriggersTheSeedOverGrpc) {
+  ASSERT_TRUE(Announce(ProtoHost("seed", v1::HOST_TYPE_SEED)).ok());
+  ASSERT_TRUE(Announce(ProtoHost("a")).ok());
+  v1::SyncTaskRequest request = SyncRequestFor("a");
+  request.add_want_origin(4);
+  v1::SyncTaskResponse response;
+  ASSERT_TRUE(Sync(request, &response).ok());
+  EXPECT_THAT(response.origin_granted(), ElementsAre(4));
+  EXPECT_FALSE(response.seed_active());  // a range reader: no seed
+  request = SyncRequestFor("a");
+  request.add_fetching(4);
+  ASSERT_TRUE(Sync(request, &response).ok());
+  EXPECT_EQ(server_->state().Counters().leases_renewed, 1u);
+  request.set_whole(true);
+  ASSERT_TRUE(Sync(request, &response).ok());
+  EXPECT_TRUE(response.seed_active());
+  server_->WaitForSeedTriggers();
+  EXPECT_EQ(trigger_.calls().size(), 1u);
+  int status = 0;
+  EXPECT_THAT(GetMetricsPath("/metrics", &status),
+              HasSubstr("\nnaiad_scheduler_origin_leases_renewed_total 2\n"));
 }
 
 TEST_F(SchedulerServiceTest, MetricsAndHealthy) {
@@ -394,8 +428,10 @@ TEST(SchedulerServer, TriggersASeedOverHttp) {
     ASSERT_TRUE(stub->AnnounceHost(&context, request, &response).ok());
   }
   grpc::ClientContext context;
+  v1::SyncTaskRequest request = SyncRequestFor("a");
+  request.set_whole(true);
   v1::SyncTaskResponse response;
-  ASSERT_TRUE(stub->SyncTask(&context, SyncRequestFor("a"), &response).ok());
+  ASSERT_TRUE(stub->SyncTask(&context, request, &response).ok());
   server->WaitForSeedTriggers();
   std::vector<net::ServerRequest> requests = peer.requests();
   ASSERT_EQ(requests.size(), 1u);
@@ -403,6 +439,86 @@ TEST(SchedulerServer, TriggersASeedOverHttp) {
   EXPECT_EQ(body["task_id"], kTaskId);
   EXPECT_EQ(body["headers"]["Authorization"], "Basic dTpw");
   EXPECT_EQ(server->state().Counters().seed_trigger_failures, 0u);
+}
+
+// A peer's downloads against a real scheduler that restarts: the tasks the peer holds (and is
+// not downloading) are registered when it starts and again when the restarted scheduler answers
+// its keepalive with `new_host`, once each.
+TEST(SchedulerRestart, APeerRegistersTheTasksItHoldsAgain) {
+  constexpr uint32_t kPiece = 1 << 20;
+  const std::string content = naiad::testing::PseudoRandomBytes(3 * kPiece + 5, 3);
+  ASSERT_OK_AND_ASSIGN(TempDir dir, TempDir::Create("scheduler-restart-test-"));
+  ASSERT_OK_AND_ASSIGN(auto store, piece::PieceStore::Open({.dir = dir.path()}));
+  const std::string whole_id(64, 'f');
+  const std::string part_id(64, 'd');
+  for (const std::string& id : {whole_id, part_id}) {
+    piece::TaskMeta meta{.task_id = id,
+                         .url = "http://origin/" + id.substr(0, 4),
+                         .content_length = content.size(),
+                         .piece_size = kPiece};
+    ASSERT_OK_AND_ASSIGN(std::shared_ptr<piece::Task> task, store->CreateOrOpen(meta));
+    for (uint32_t n = 0; n < meta.piece_count(); ++n) {
+      if (id == part_id && n != 1) continue;
+      ASSERT_OK(task->WritePiece(
+          n, std::string_view(content).substr(meta.PieceOffset(n), meta.PieceLength(n))));
+    }
+  }
+
+  SchedulerServerOptions options{.address = "127.0.0.1", .port = 0, .metrics_port = std::nullopt};
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<SchedulerServer> server, SchedulerServer::Start(options));
+  options.port = server->port();
+  ASSERT_OK_AND_ASSIGN(
+      std::unique_ptr<peer::SchedulerClient> client,
+      peer::SchedulerClient::Connect({StrCat("127.0.0.1:", options.port)}, absl::Seconds(5)));
+  const v1::Host host = ProtoHost("me");
+  // What the peer's keepalive does: announce until a scheduler answers.
+  auto announce = [&] {
+    absl::Time deadline = absl::Now() + absl::Seconds(20);
+    while (!client->AnnounceHost(host).ok() && absl::Now() < deadline) {
+      absl::SleepFor(absl::Milliseconds(100));
+    }
+  };
+  // The holders the scheduler knows of, once it knows both tasks (empty after 10 s).
+  auto holders = [&](SchedulerServer& s) {
+    std::vector<std::string> found;
+    absl::Time deadline = absl::Now() + absl::Seconds(10);
+    while (absl::Now() < deadline) {
+      absl::StatusOr<TaskStat> whole = s.state().StatTask(whole_id);
+      absl::StatusOr<TaskStat> part = s.state().StatTask(part_id);
+      if (whole.ok() && part.ok() && whole->holders.size() == 1 && part->holders.size() == 1) {
+        for (const TaskStat* stat : {&*whole, &*part}) {
+          const TaskStat::Holder& holder = stat->holders[0];
+          found.push_back(StrCat(holder.host_id, " ", holder.pieces, " ",
+                                 holder.complete ? "complete" : "partial"));
+        }
+        return found;
+      }
+      absl::SleepFor(absl::Milliseconds(20));
+    }
+    return found;
+  };
+
+  announce();  // the daemon's start: new to this scheduler
+  peer::PeerMetrics metrics;
+  peer::PieceClient piece_client;
+  peer::Downloads downloads({.store = store.get(),
+                             .metrics = &metrics,
+                             .scheduler = client.get(),
+                             .piece_client = &piece_client,
+                             .host_id = "me",
+                             .reannounce = announce});
+  EXPECT_THAT(holders(*server), ElementsAre("me 4 complete", "me 1 partial"));
+
+  server.reset();  // the scheduler restarts with nothing
+  ASSERT_OK_AND_ASSIGN(server, SchedulerServer::Start(options));
+  EXPECT_FALSE(server->state().StatTask(whole_id).ok());
+  announce();  // the next keepalive
+  EXPECT_THAT(holders(*server), ElementsAre("me 4 complete", "me 1 partial"));
+  // One sync per task; a keepalive that is not news re-registers nothing.
+  announce();
+  absl::SleepFor(absl::Milliseconds(500));
+  EXPECT_EQ(server->state().Counters().sync_calls, 2u);
+  EXPECT_EQ(metrics.scheduler_errors.load(), 0u);
 }
 
 }  // namespace

@@ -99,6 +99,7 @@ absl::Status ValidateSyncRequest(const SyncRequest& request) {
   }
   RETURN_IF_ERROR(ValidatePieceNumbers("want_origin", request.want_origin, count));
   RETURN_IF_ERROR(ValidatePieceNumbers("released", request.released, count));
+  RETURN_IF_ERROR(ValidatePieceNumbers("fetching", request.fetching, count));
   for (size_t i = 0; i < request.failed_parents.size(); ++i) {
     RETURN_IF_ERROR(ValidateHostId(StrCat("failed_parents[", i, "]"), request.failed_parents[i]));
   }
@@ -180,7 +181,7 @@ SchedulerState::SchedulerState(SchedulerOptions options)
         return options;
       }()) {}
 
-absl::Status SchedulerState::AnnounceHost(const Host& host) {
+absl::StatusOr<AnnounceResult> SchedulerState::AnnounceHost(const Host& host) {
   RETURN_IF_ERROR(ValidateHost(host));
   absl::MutexLock lock(&mu_);
   const absl::Time now = Now();
@@ -202,7 +203,7 @@ absl::Status SchedulerState::AnnounceHost(const Host& host) {
   } else {
     seed_ids_.erase(host.id);
   }
-  return absl::OkStatus();
+  return AnnounceResult{.new_host = inserted};
 }
 
 absl::Status SchedulerState::LeaveHost(std::string_view host_id) {
@@ -232,10 +233,11 @@ absl::StatusOr<SyncResult> SchedulerState::SyncTask(const SyncRequest& request) 
   RecordFailedParentsLocked(*task, request, now);
   RecordPiecesLocked(*task, request);
   ReleaseLeasesLocked(*task, request);
+  RenewLeasesLocked(*task, request, now);
   SyncResult result;
   std::vector<uint32_t> held_elsewhere;
   result.origin_granted = GrantLeasesLocked(*task, request, now, &held_elsewhere);
-  result.seed_to_trigger = ChooseSeedLocked(*task, caller, now);
+  result.seed_to_trigger = ChooseSeedLocked(*task, caller, request.whole, now);
   result.parents = SelectParentsLocked(*task, caller, held_elsewhere, now);
   FillResponseLocked(*task, request.host_id, result);
   return result;
@@ -466,6 +468,23 @@ void SchedulerState::ReleaseLeasesLocked(TaskEntry& task, const SyncRequest& req
   }
 }
 
+// Only the caller's own leases: a renewal must never take a lease over from another host, nor
+// revive one that expired and was handed over (that host fetches the piece now).
+void SchedulerState::RenewLeasesLocked(TaskEntry& task, const SyncRequest& request,
+                                       absl::Time now) {
+  for (uint32_t piece : request.fetching) {
+    auto it = task.leases.find(piece);
+    if (it == task.leases.end() || it->second.host_id != request.host_id) continue;
+    Lease& lease = it->second;
+    const absl::Time expires_at = now + options_.lease_timeout;
+    if (expires_at == lease.expires_at) continue;
+    lease_deadlines_.erase({lease.expires_at, task.info.task_id, piece});
+    lease.expires_at = expires_at;
+    lease_deadlines_.insert({expires_at, task.info.task_id, piece});
+    ++counters_.leases_renewed;
+  }
+}
+
 std::vector<uint32_t> SchedulerState::GrantLeasesLocked(TaskEntry& task, const SyncRequest& request,
                                                         absl::Time now,
                                                         std::vector<uint32_t>* held_elsewhere) {
@@ -489,7 +508,7 @@ std::vector<uint32_t> SchedulerState::GrantLeasesLocked(TaskEntry& task, const S
     if (BitmapHas(mine.bitmap, piece)) continue;
     if (auto lease = task.leases.find(piece); lease != task.leases.end()) {
       // Asking again for a piece one already holds the lease on keeps the lease (and its
-      // deadline: re-asking does not extend a stalled fetch).
+      // deadline: only `fetching`, a fetch running now, extends it).
       if (lease->second.host_id == request.host_id && room(granted.size())) {
         granted.push_back(piece);
       }
@@ -514,17 +533,22 @@ std::vector<uint32_t> SchedulerState::GrantLeasesLocked(TaskEntry& task, const S
 }
 
 std::optional<SeedDecision> SchedulerState::ChooseSeedLocked(TaskEntry& task,
-                                                             const HostEntry& caller,
+                                                             const HostEntry& caller, bool whole,
                                                              absl::Time now) {
   if (caller.host.type == HostType::kSeed) {
-    // A seed that fetches a task on its own (or again after a scheduler restart) is its seed.
-    if (task.seed_host_id.empty()) {
+    // A seed that fetches a whole task on its own (preheating) or holds it (it tells a restarted
+    // scheduler) is its seed. One whose own readers read a few ranges is not: `seed_active`
+    // would have the other peers leave the rest of the task to it.
+    const bool holds_all = task.members.at(caller.host.id).complete;
+    if (task.seed_host_id.empty() && (whole || holds_all)) {
       task.seed_host_id = caller.host.id;
       hosts_.at(caller.host.id).seeded_tasks.insert(task.info.task_id);
     }
     return std::nullopt;
   }
-  if (!task.seed_host_id.empty()) return std::nullopt;
+  // Lazy readers that fetch a few ranges of a blob must not make the origin serve all of it: a
+  // seed is called in only by a host that downloads the whole task.
+  if (!whole || !task.seed_host_id.empty()) return std::nullopt;
   for (const auto& [host_id, holding] : task.members) {
     if (holding.complete) return std::nullopt;
   }

@@ -14,12 +14,17 @@
 //
 // Origin leases are the one-fetch-per-piece guarantee: a piece is granted to at most one live
 // host at a time, and only while no live host holds it. A lease ends when its holder reports the
-// piece, releases it, leaves the task, dies, or after `lease_timeout`; the last two count as
+// piece, releases it, leaves the task, dies, or `lease_timeout` after the grant or after the last
+// call of its holder that listed the piece in `fetching` (renewal); the last two count as
 // "expired" (handed over). Time comes from the injected Clock; hosts and leases expire lazily on
 // every call and in Sweep(), which the server runs periodically.
 //
+// A seed peer is chosen for a task once a host syncs it with `whole` (it downloads all of it);
+// hosts reading ranges only never make a seed fetch the whole task from the origin.
+//
 // Everything lives in memory: a restarted scheduler answers "host not announced" until hosts
-// announce again and resend their pieces (the peers do this on that error).
+// announce again (AnnounceHost then says `new_host`) and resend their pieces and the tasks they
+// hold.
 //
 // Thread-safe: one mutex guards all state; no call blocks on anything but it.
 #pragma once
@@ -94,6 +99,9 @@ struct SyncRequest {
   std::vector<uint32_t> released;  // leases given back unfetched
   // At most this many of want_origin are granted, the first eligible in the order given (0: all).
   uint32_t max_origin_grants = 0;
+  // Pieces the host is fetching from the origin now: those of its leases are renewed.
+  std::vector<uint32_t> fetching;
+  bool whole = false;  // the host downloads the whole task, not only ranges
 };
 
 struct Parent {
@@ -105,6 +113,12 @@ struct Parent {
   bool complete = false;
   double score = 0;
   std::string fetching;  // pieces it holds origin leases on, as `bitmap`
+};
+
+struct AnnounceResult {
+  // The host was not known (first announce, scheduler restart, or dropped after a silence): the
+  // scheduler knows of no task it holds.
+  bool new_host = false;
 };
 
 // A seed peer to ask to fetch a task (the service does it, off the RPC thread).
@@ -149,6 +163,7 @@ struct SchedulerCounters {
   uint64_t hosts_expired = 0;  // dropped for silence (not LeaveHost)
   uint64_t leases_granted = 0;
   uint64_t leases_expired = 0;  // timed out or holder gone
+  uint64_t leases_renewed = 0;  // deadlines moved by the holder's `fetching`
   uint64_t seed_triggers = 0;
   uint64_t seed_trigger_failures = 0;
 };
@@ -183,7 +198,7 @@ class SchedulerState {
   SchedulerState& operator=(const SchedulerState&) = delete;
 
   // Registers or refreshes a host. InvalidArgument for an empty id or ip, or a bad port.
-  absl::Status AnnounceHost(const Host& host);
+  absl::StatusOr<AnnounceResult> AnnounceHost(const Host& host);
   // Drops a host: its leases are handed over (expired), it stops being a parent. An unknown
   // host is not an error.
   absl::Status LeaveHost(std::string_view host_id);
@@ -258,10 +273,12 @@ class SchedulerState {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ReleaseLeasesLocked(TaskEntry& task, const SyncRequest& request)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void RenewLeasesLocked(TaskEntry& task, const SyncRequest& request, absl::Time now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::vector<uint32_t> GrantLeasesLocked(TaskEntry& task, const SyncRequest& request,
                                           absl::Time now, std::vector<uint32_t>* held_elsewhere)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  std::optional<SeedDecision> ChooseSeedLocked(TaskEntry& task, const HostEntry& caller,
+  std::optional<SeedDecision> ChooseSeedLocked(TaskEntry& task, const HostEntry& caller, bool whole,
                                                absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::vector<Parent> SelectParentsLocked(const TaskEntry& task, const HostEntry& child,
                                           const std::vector<uint32_t>& held_elsewhere,

@@ -212,6 +212,75 @@ TEST_F(SchedulerStateTest, LeaseTimeoutHandsThePieceOver) {
   EXPECT_THAT(Sync("a", {.want_origin = {0}}).origin_granted, IsEmpty());
 }
 
+TEST_F(SchedulerStateTest, ARenewedLeaseOutlivesTheTimeoutAnUnrenewedOneIsHandedOver) {
+  Announce("a");
+  Announce("b");
+  ASSERT_THAT(Sync("a", {.want_origin = {0, 1}}).origin_granted, ElementsAre(0, 1));
+  // a is still fetching piece 0 over a slow link and says so every 10 s; piece 1 it does not
+  // list (that fetch stalled).
+  for (int i = 0; i < 6; ++i) {
+    clock_.Advance(absl::Seconds(10));
+    Announce("b");
+    Sync("a", {.fetching = {0}});
+  }
+  // 60 s after the grant: piece 0 is still a's, piece 1 went to the next host to ask.
+  SyncResult b = Sync("b", {.want_origin = {0, 1}});
+  EXPECT_THAT(b.origin_granted, ElementsAre(1));
+  EXPECT_TRUE(b.origin_in_progress);
+  TaskStat stat = Stat();
+  EXPECT_EQ(stat.origin_leases_expired, 1u);
+  EXPECT_THAT(stat.leased_now, ElementsAre(0, 1));
+  EXPECT_EQ(state_.Counters().leases_renewed, 6u);
+  Sync("b", {.pieces = {Origin(1)}});
+  // a's lease on 0 lasts lease_timeout from its last renewal, no longer (a stays alive).
+  for (absl::Duration step : {absl::Seconds(10), absl::Seconds(10), absl::Seconds(9)}) {
+    clock_.Advance(step);
+    Announce("a");
+    Announce("b");
+  }
+  EXPECT_THAT(Sync("b", {.want_origin = {0}}).origin_granted, IsEmpty());
+  clock_.Advance(absl::Seconds(1));
+  EXPECT_THAT(Sync("b", {.want_origin = {0}}).origin_granted, ElementsAre(0));
+  EXPECT_EQ(Stat().origin_leases_expired, 2u);
+}
+
+TEST_F(SchedulerStateTest, RenewingALeaseOneDoesNotHoldChangesNothing) {
+  Announce("a");
+  Announce("b");
+  auto wait = [this](absl::Duration d) {
+    clock_.Advance(d);
+    Announce("a");
+    Announce("b");
+  };
+  ASSERT_THAT(Sync("a", {.want_origin = {0}}).origin_granted, ElementsAre(0));
+  wait(absl::Seconds(10));
+  wait(absl::Seconds(10));
+  // b lists a's lease and a piece nobody leased: nothing is renewed, nothing granted to b.
+  SyncResult b = Sync("b", {.fetching = {0, 5}});
+  EXPECT_THAT(b.origin_granted, IsEmpty());
+  EXPECT_EQ(state_.Counters().leases_renewed, 0u);
+  EXPECT_THAT(Stat().leased_now, ElementsAre(0));
+  wait(absl::Seconds(10));  // 30 s after a's grant: expired as if b had said nothing
+  EXPECT_EQ(Stat().origin_leases_expired, 1u);
+  EXPECT_THAT(Sync("b", {.want_origin = {0, 5}}).origin_granted, ElementsAre(0, 5));
+  // The leases are b's now: a, whose lease expired, neither wins it back nor extends b's by
+  // listing the piece.
+  Sync("a", {.fetching = {0}});
+  EXPECT_EQ(state_.Counters().leases_renewed, 0u);
+  EXPECT_THAT(Sync("a", {.want_origin = {0}}).origin_granted, IsEmpty());
+  wait(absl::Seconds(10));
+  wait(absl::Seconds(10));
+  wait(absl::Seconds(10));  // 30 s after b's grant
+  EXPECT_THAT(Sync("a", {.want_origin = {0}}).origin_granted, ElementsAre(0));
+  EXPECT_EQ(Stat().origin_leases_expired, 3u);
+}
+
+TEST_F(SchedulerStateTest, FetchingIsValidated) {
+  Announce("a");
+  EXPECT_THAT(state_.SyncTask({.host_id = "a", .task = MakeTask(), .fetching = {1, kPieces}}),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("fetching[1] 8")));
+}
+
 TEST_F(SchedulerStateTest, SweepExpiresLeases) {
   Announce("a");
   ASSERT_THAT(Sync("a", {.want_origin = {0, 1}}).origin_granted, ElementsAre(0, 1));
@@ -299,7 +368,7 @@ TEST_F(SchedulerStateTest, SeedChosenForANewTaskOnce) {
   Announce("s2", HostType::kSeed);
   Announce("a");
   Announce("b");
-  SyncResult a = Sync("a");
+  SyncResult a = Sync("a", {.whole = true});
   ASSERT_TRUE(a.seed_to_trigger.has_value());
   const Host s1 = MakeHost("s1", HostType::kSeed);
   const Host s2 = MakeHost("s2", HostType::kSeed);
@@ -313,8 +382,8 @@ TEST_F(SchedulerStateTest, SeedChosenForANewTaskOnce) {
   EXPECT_EQ(a.parents[0].type, HostType::kSeed);
   EXPECT_FALSE(a.parents[0].complete);
   EXPECT_EQ(Stat().seed_host_id, expected->id);
-  EXPECT_FALSE(Sync("a").seed_to_trigger.has_value());
-  EXPECT_FALSE(Sync("b").seed_to_trigger.has_value());
+  EXPECT_FALSE(Sync("a", {.whole = true}).seed_to_trigger.has_value());
+  EXPECT_FALSE(Sync("b", {.whole = true}).seed_to_trigger.has_value());
   EXPECT_TRUE(Sync("b").seed_active);
   EXPECT_EQ(state_.Counters().seed_triggers, 1u);
 }
@@ -323,24 +392,24 @@ TEST_F(SchedulerStateTest, SeedChosenAgainWhenItDies) {
   Announce("s1", HostType::kSeed);
   Announce("s2", HostType::kSeed);
   Announce("a");
-  SyncResult first = Sync("a");
+  SyncResult first = Sync("a", {.whole = true});
   ASSERT_TRUE(first.seed_to_trigger.has_value());
   const std::string chosen = first.seed_to_trigger->seed.id;
   const std::string other = chosen == "s1" ? "s2" : "s1";
-  Sync(chosen, {.pieces = {Origin(0)}});
+  Sync(chosen, {.pieces = {Origin(0)}, .whole = true});
   ASSERT_OK(state_.LeaveHost(chosen));
-  SyncResult second = Sync("a");
+  SyncResult second = Sync("a", {.whole = true});
   ASSERT_TRUE(second.seed_to_trigger.has_value());
   EXPECT_EQ(second.seed_to_trigger->seed.id, other);
   // And when the new one goes silent.
   clock_.Advance(absl::Seconds(10));
   Announce("a");
   clock_.Advance(absl::Seconds(6));
-  SyncResult third = Sync("a");
+  SyncResult third = Sync("a", {.whole = true});
   EXPECT_FALSE(third.seed_to_trigger.has_value());  // no live seed left
   EXPECT_FALSE(third.seed_active);
   Announce("s3", HostType::kSeed);
-  SyncResult fourth = Sync("a");
+  SyncResult fourth = Sync("a", {.whole = true});
   ASSERT_TRUE(fourth.seed_to_trigger.has_value());
   EXPECT_EQ(fourth.seed_to_trigger->seed.id, "s3");
 }
@@ -348,39 +417,88 @@ TEST_F(SchedulerStateTest, SeedChosenAgainWhenItDies) {
 TEST_F(SchedulerStateTest, SeedsOwnCallsNeverTrigger) {
   Announce("s1", HostType::kSeed);
   Announce("s2", HostType::kSeed);
-  SyncResult s = Sync("s2");
+  SyncResult s = Sync("s2", {.whole = true});
   EXPECT_FALSE(s.seed_to_trigger.has_value());
   EXPECT_TRUE(s.seed_active);
   // A seed fetching the task on its own is the task's seed: normal hosts trigger nothing more.
   Announce("a");
-  SyncResult a = Sync("a");
+  SyncResult a = Sync("a", {.whole = true});
   EXPECT_FALSE(a.seed_to_trigger.has_value());
   EXPECT_THAT(ParentIds(a), ElementsAre("s2"));
   EXPECT_EQ(state_.Counters().seed_triggers, 0u);
+}
+
+TEST_F(SchedulerStateTest, RangeReadersTriggerNoSeedAWholeDownloadDoes) {
+  Announce("s1", HostType::kSeed);
+  Announce("a");
+  Announce("b");
+  // Lazy readers: the task exists, nobody downloads all of it, no seed fetches it.
+  SyncResult a = Sync("a", {.want_origin = {2}});
+  EXPECT_FALSE(a.seed_to_trigger.has_value());
+  EXPECT_FALSE(a.seed_active);
+  EXPECT_THAT(a.origin_granted, ElementsAre(2));
+  EXPECT_FALSE(Sync("b", {.want_origin = {5}}).seed_to_trigger.has_value());
+  EXPECT_FALSE(Sync("a").seed_active);
+  EXPECT_EQ(Stat().seed_host_id, "");
+  EXPECT_EQ(state_.Counters().seed_triggers, 0u);
+  // b starts a whole download of the same task: now the seed is asked, once.
+  SyncResult b = Sync("b", {.whole = true});
+  ASSERT_TRUE(b.seed_to_trigger.has_value());
+  EXPECT_EQ(b.seed_to_trigger->seed.id, "s1");
+  EXPECT_TRUE(b.seed_active);
+  EXPECT_TRUE(Sync("a").seed_active);  // the range readers see it too
+  EXPECT_FALSE(Sync("b", {.whole = true}).seed_to_trigger.has_value());
+  EXPECT_EQ(state_.Counters().seed_triggers, 1u);
+}
+
+TEST_F(SchedulerStateTest, ASeedReadingRangesIsNotTheTasksSeedOneHoldingItIs) {
+  Announce("s1", HostType::kSeed);
+  Announce("a");
+  Sync("s1", {.want_origin = {1}});  // its own proxy's lazy reader
+  EXPECT_EQ(Stat().seed_host_id, "");
+  EXPECT_FALSE(Sync("a").seed_active);
+  // A seed telling a restarted scheduler that it holds a task is that task's seed again.
+  Sync("s1", {.task = MakeTask('b'), .complete = true});
+  EXPECT_EQ(Stat('b').seed_host_id, "s1");
+  EXPECT_TRUE(Sync("a", {.task = MakeTask('b')}).seed_active);
+}
+
+TEST_F(SchedulerStateTest, AnnounceSaysWhetherTheHostIsNew) {
+  ASSERT_OK_AND_ASSIGN(AnnounceResult first, state_.AnnounceHost(MakeHost("a")));
+  EXPECT_TRUE(first.new_host);
+  ASSERT_OK_AND_ASSIGN(AnnounceResult again, state_.AnnounceHost(MakeHost("a")));
+  EXPECT_FALSE(again.new_host);
+  // Dropped for silence, it is new again: the scheduler forgot what it holds.
+  clock_.Advance(absl::Seconds(15));
+  ASSERT_OK_AND_ASSIGN(AnnounceResult after_ttl, state_.AnnounceHost(MakeHost("a")));
+  EXPECT_TRUE(after_ttl.new_host);
+  ASSERT_OK(state_.LeaveHost("a"));
+  ASSERT_OK_AND_ASSIGN(AnnounceResult after_leave, state_.AnnounceHost(MakeHost("a")));
+  EXPECT_TRUE(after_leave.new_host);
 }
 
 TEST_F(SchedulerStateTest, NoSeedForATaskSomeoneHoldsWhole) {
   Announce("s1", HostType::kSeed);
   Announce("a");
   Announce("b");
-  EXPECT_FALSE(Sync("a", {.complete = true}).seed_to_trigger.has_value());
-  EXPECT_FALSE(Sync("b").seed_to_trigger.has_value());
+  EXPECT_FALSE(Sync("a", {.complete = true, .whole = true}).seed_to_trigger.has_value());
+  EXPECT_FALSE(Sync("b", {.whole = true}).seed_to_trigger.has_value());
 }
 
 TEST_F(SchedulerStateTest, FailedTriggerChoosesAnotherSeed) {
   Announce("s1", HostType::kSeed);
   Announce("s2", HostType::kSeed);
   Announce("a");
-  SyncResult first = Sync("a");
+  SyncResult first = Sync("a", {.whole = true});
   ASSERT_TRUE(first.seed_to_trigger.has_value());
   const std::string chosen = first.seed_to_trigger->seed.id;
   state_.SeedTriggerFailed(first.seed_to_trigger->task.task_id, chosen);
   EXPECT_EQ(Stat().seed_host_id, "");
-  SyncResult second = Sync("a");
+  SyncResult second = Sync("a", {.whole = true});
   ASSERT_TRUE(second.seed_to_trigger.has_value());
   EXPECT_NE(second.seed_to_trigger->seed.id, chosen);
   state_.SeedTriggerFailed(second.seed_to_trigger->task.task_id, second.seed_to_trigger->seed.id);
-  EXPECT_FALSE(Sync("a").seed_to_trigger.has_value());  // both failed recently
+  EXPECT_FALSE(Sync("a", {.whole = true}).seed_to_trigger.has_value());  // both failed recently
   clock_.Advance(absl::Seconds(10));
   Announce("a");
   Announce("s1", HostType::kSeed);
@@ -390,7 +508,7 @@ TEST_F(SchedulerStateTest, FailedTriggerChoosesAnotherSeed) {
   Announce("s1", HostType::kSeed);
   Announce("s2", HostType::kSeed);
   clock_.Advance(absl::Seconds(10));
-  SyncResult later = Sync("a");
+  SyncResult later = Sync("a", {.whole = true});
   ASSERT_TRUE(later.seed_to_trigger.has_value());
   EXPECT_EQ(later.seed_to_trigger->seed.id, chosen);
   EXPECT_EQ(state_.Counters().seed_trigger_failures, 2u);
