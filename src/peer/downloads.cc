@@ -21,6 +21,8 @@ constexpr absl::Duration kParentBench = absl::Seconds(5);
 constexpr absl::Duration kParentBusyBench = absl::Milliseconds(200);
 // Tasks whose traffic is remembered (for `naiad get`'s progress line).
 constexpr size_t kTrafficEntries = 4096;
+// How long readers of ranges must be quiet before a task's background prefetch starts.
+constexpr absl::Duration kPrefetchQuiet = absl::Seconds(1);
 // Lease candidates asked for beyond what we can fetch at once (see PiecesToLease).
 constexpr int kExtraLeaseCandidates = 16;
 // Busy marks kept per task at most (they expire in kParentBusyBench anyway).
@@ -82,7 +84,13 @@ struct Downloads::Download {
   std::shared_ptr<piece::Task> task;
   OriginRequest origin;
   std::set<uint32_t> wanted;  // pieces a reader waits for, fetched first
-  bool whole = false;
+  bool whole = false;         // the whole task, now (a whole GET, a seed task)
+  // The whole task in the background (download.prefetch behind ranged requests): in the swarm,
+  // only once no reader has asked this peer for a range of any task for kPrefetchQuiet, so that
+  // prefetching does not compete for the origin's link with the ranges a starting container
+  // waits on (its reads move from layer to layer: one layer going quiet says little).
+  bool background = false;
+  absl::Time background_since = absl::InfinitePast();
   uint32_t cursor = 0;  // origin mode: the next piece of the whole task
   absl::flat_hash_set<uint32_t> in_flight;
   absl::flat_hash_set<uint32_t> origin_fetches;  // the pieces of in_flight coming from the origin
@@ -279,7 +287,7 @@ absl::Status Downloads::Seed(const SeedTask& seed) {
 }
 
 void Downloads::Want(const std::shared_ptr<piece::Task>& task, uint32_t first, uint32_t last,
-                     bool whole, bool urgent) {
+                     bool whole, bool urgent, bool reader) {
   absl::MutexLock lock(&mu_);
   auto it = downloads_.find(task->meta().task_id);
   if (it == downloads_.end()) return;  // complete (or failed: the reader sees the failure)
@@ -289,8 +297,27 @@ void Downloads::Want(const std::shared_ptr<piece::Task>& task, uint32_t first, u
       sync_wanted_ = true;  // it may need a lease
     }
   }
-  download.whole = download.whole || whole;
+  if (whole && urgent) {
+    // The quiet time counts from the first such request too: a prefetcher that comes before
+    // the first reader (naiad fs prefetching at mount) does not start the task's prefetch at
+    // once either.
+    if (!download.background) download.background_since = absl::Now();
+    download.background = true;
+  } else if (whole) {
+    download.whole = true;
+  }
+  if (reader) last_reader_ = absl::Now();
   ++version_;
+}
+
+bool Downloads::WantsWhole(const Download& download, absl::Time now) const {
+  if (download.whole) return true;
+  if (!download.background) return false;
+  // Without a sync thread nothing would look again once the readers are quiet: no waiting then.
+  // The quiet time also counts from the first background request, so a prefetcher that comes
+  // before the first reader (naiad fs prefetching at mount) does not start it at once either.
+  return !download.swarm ||
+         now - std::max(last_reader_, download.background_since) >= kPrefetchQuiet;
 }
 
 TaskTraffic Downloads::Traffic(const std::string& task_id) {
@@ -398,7 +425,7 @@ std::optional<Downloads::Assignment> Downloads::FindNextPiece(Download& download
       ++it;
     }
   }
-  if (!download.whole) return std::nullopt;
+  if (!WantsWhole(download, absl::Now())) return std::nullopt;
   if (download.swarm) return RarestPiece(download);
   // The cursor only moves over pieces that are present or being fetched, so asking again (as
   // HasWork() does on every unlock) never skips a piece.
@@ -613,7 +640,7 @@ bool Downloads::SyncDue(const Download& download, absl::Time now) const {
     return now >= std::min(download.next_sync, download.RenewBy());
   }
   // Polling for news only while pieces are wanted (a range-only task that is satisfied is idle).
-  if (download.wanted.empty() && !download.whole) return false;
+  if (download.wanted.empty() && !WantsWhole(download, now)) return false;
   return now >= download.next_sync;
 }
 
@@ -636,7 +663,7 @@ std::vector<uint32_t> Downloads::PiecesToLease(const Download& download) const {
     consider(n);
   }
   // The rest of the task is leased by the seed peer when one is at work; else by whoever wants it.
-  if (download.whole && (download.seed || !download.view.seed_active())) {
+  if (WantsWhole(download, absl::Now()) && (download.seed || !download.view.seed_active())) {
     uint32_t count = task.meta().piece_count();
     for (uint32_t n = 0; n < count && static_cast<int>(pieces.size()) < room; ++n) consider(n);
   }
@@ -666,7 +693,7 @@ schedv1::SyncTaskRequest Downloads::BuildSync(Download& download) {
   }
   std::sort(fetching.begin(), fetching.end());
   request.mutable_fetching()->Add(fetching.begin(), fetching.end());
-  request.set_whole(download.whole);
+  request.set_whole(WantsWhole(download, absl::Now()));
   request.set_complete(download.task->complete());
   if (download.task->failure().ok()) {
     for (uint32_t n : PiecesToLease(download)) request.add_want_origin(n);

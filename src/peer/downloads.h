@@ -130,9 +130,11 @@ class Downloads {
                                                     OriginError* origin_error);
   // Asks for pieces [first, last] first and, with `whole`, every piece of the task. Pieces that
   // are not `urgent` (a reader streams the whole task) are only a hint: in the swarm they come
-  // in the swarm's order, rarest first.
+  // in the swarm's order, rarest first. `whole` with `urgent` (a ranged request with prefetch)
+  // fetches the rest in the background: in the swarm, once no `reader` (someone waiting on a
+  // range now, as opposed to a prefetcher) has asked for a range of the task for a second.
   void Want(const std::shared_ptr<piece::Task>& task, uint32_t first, uint32_t last, bool whole,
-            bool urgent = true);
+            bool urgent = true, bool reader = false);
   // Seed-peer mode: fetch the whole task (from the origin under leases, or from other peers).
   absl::Status Seed(const SeedTask& seed);
   // Bytes fetched for the task since this daemon started (recent tasks only).
@@ -183,6 +185,9 @@ class Downloads {
   // Sends some of the queued re-registrations; true if the scheduler does not know this host.
   bool SendReregistrations() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool SyncDue(const Download& download, absl::Time now) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Whether the task's pieces beyond the wanted ones are to be fetched now.
+  bool WantsWhole(const Download& download, absl::Time now) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   schedv1::SyncTaskRequest BuildSync(Download& download) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::vector<uint32_t> PiecesToLease(const Download& download) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -205,6 +210,8 @@ class Downloads {
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   bool sync_wanted_ ABSL_GUARDED_BY(mu_) = false;  // something to tell the scheduler now
   uint64_t version_ ABSL_GUARDED_BY(mu_) = 0;      // bumped whenever piece selection may change
+  // When a reader (not a prefetcher) last asked for a range of any task: see WantsWhole().
+  absl::Time last_reader_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   absl::flat_hash_map<std::string, TaskTraffic> traffic_ ABSL_GUARDED_BY(mu_);
   // After a scheduler failure, new tasks go straight to the origin until then.
   absl::Time scheduler_down_until_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();

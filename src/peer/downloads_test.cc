@@ -522,6 +522,30 @@ TEST_F(DownloadsTest, SyncsSayWholeOnlyOnceTheWholeTaskIsWanted) {
   for (size_t i = ranged.size(); i < all.size(); ++i) EXPECT_TRUE(all[i].whole()) << i;
 }
 
+// download.prefetch behind a reader's ranges: the rest of the task waits until the readers have
+// been quiet for a second, so that it does not compete with them for the origin's link.
+TEST_F(DownloadsTest, BackgroundPrefetchWaitsUntilReadersAreQuiet) {
+  Start(GrantEverything());
+  OriginError error;
+  ASSERT_OK_AND_ASSIGN(std::shared_ptr<piece::Task> task,
+                       downloads_->Open(meta_.task_id, {.url = origin_->url()}, &error));
+  // A reader keeps reading pieces 0, 1, 2 (every 200 ms) for 600 ms.
+  for (uint32_t n = 0; n < 3; ++n) {
+    downloads_->Want(task, n, n, /*whole=*/true, /*urgent=*/true, /*reader=*/true);
+    ASSERT_TRUE(task->WaitForPieces(n, n, absl::Now() + absl::Seconds(10)));
+    absl::SleepFor(absl::Milliseconds(200));
+  }
+  const absl::Time last_read = absl::Now() - absl::Milliseconds(200);
+  EXPECT_EQ(task->pieces_present(), 3u) << "the prefetch started while the reader was reading";
+  for (const auto& request : scheduler_->requests()) EXPECT_FALSE(request.whole());
+  ASSERT_TRUE(task->WaitForPieces(0, kPieces - 1, absl::Now() + absl::Seconds(10)));
+  EXPECT_GE(absl::Now() - last_read, absl::Seconds(1));
+  EXPECT_EQ(ReadAll(*task), content_);
+  bool said_whole = false;
+  for (const auto& request : scheduler_->requests()) said_whole = said_whole || request.whole();
+  EXPECT_TRUE(said_whole);
+}
+
 TEST_F(DownloadsTest, HeldTasksAreSyncedOnceEachTimeTheSchedulerForgetsTheHost) {
   ASSERT_NO_FATAL_FAILURE(Hold("http://origin/complete", {0, 1, 2, 3, 4, 5}));
   ASSERT_NO_FATAL_FAILURE(Hold("http://origin/partial", {1, 4}));

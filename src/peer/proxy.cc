@@ -1,8 +1,11 @@
 #include "peer/proxy.h"
 
 #include <algorithm>
+#include <optional>
+#include <string>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
 #include "base/logging.h"
 #include "base/strings.h"
@@ -13,6 +16,12 @@ namespace {
 
 // Pieces ahead of a streaming reader that are fetched first when the whole task is wanted.
 constexpr uint32_t kReadAheadPieces = 8;
+
+// X-Dragonfly-Priority 0..6, 6 the most urgent; naiad fs sends 3 for prefetch, 6 on demand.
+bool IsLowPriority(const std::optional<std::string>& priority) {
+  int value = 0;
+  return priority.has_value() && absl::SimpleAtoi(ToAbsl(*priority), &value) && value <= 3;
+}
 
 // Hop-by-hop and framing headers, which the proxy never copies between its two sides.
 bool IsHopByHop(std::string_view name) {
@@ -249,8 +258,11 @@ void Proxy::ServeFromSwarm(const net::ServerRequest& request, const std::string&
   // response catches up as they arrive.
   bool urgent = range_header.has_value();
   uint32_t window = urgent ? last - first : kReadAheadPieces;
+  // A reader, as opposed to a prefetcher: naiad fs (and nydusd) mark prefetch reads with a low
+  // X-Dragonfly-Priority; those must not hold back the task's background prefetch.
+  const bool reader = urgent && !IsLowPriority(request.headers.Get("X-Dragonfly-Priority"));
   auto want = [&](uint32_t from) {
-    downloads_->Want(task, from, from + std::min(window, last - from), whole, urgent);
+    downloads_->Want(task, from, from + std::min(window, last - from), whole, urgent, reader);
   };
   want(first);
 
