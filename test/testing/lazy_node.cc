@@ -86,7 +86,8 @@ absl::Status LazyNode::Stop() {
 }
 
 absl::StatusOr<ChunkUnion> UnionOfCachedChunks(const std::string& bootstrap,
-                                               const std::vector<std::string>& cache_dirs) {
+                                               const std::vector<std::string>& cache_dirs,
+                                               uint64_t piece_size_override) {
   ASSIGN_OR_RETURN(std::unique_ptr<rafs::Bootstrap> boot, rafs::Bootstrap::Open(bootstrap));
   const std::vector<std::vector<rafs::ChunkRef>> by_blob = boot->ChunksByBlob();
   ChunkUnion result;
@@ -100,7 +101,8 @@ absl::StatusOr<ChunkUnion> UnionOfCachedChunks(const std::string& bootstrap,
                        cache::ChunkMap::Open(path, blob.chunk_count));
       for (uint32_t i = 0; i < blob.chunk_count; ++i) held[i] = held[i] || map->IsReady(i);
     }
-    const uint64_t piece_size = piece::PieceSizeFor(blob.compressed_size);
+    const uint64_t piece_size =
+        piece_size_override != 0 ? piece_size_override : piece::PieceSizeFor(blob.compressed_size);
     std::set<uint64_t> pieces;
     std::set<uint32_t> counted;  // a chunk appears once per file that uses it
     for (const rafs::ChunkRef& chunk : by_blob[blob.index]) {

@@ -87,13 +87,14 @@ class LazyNode {
 // The part of an image that nodes read, from their blob caches' chunk maps: the compressed bytes
 // of every chunk some node has (each counted once), and the same rounded out to whole pieces of
 // each blob as a Naiad peer cuts them (piece::PieceSizeFor): what a peer fetches from the origin
-// for those chunks.
+// for those chunks; `piece_size` other than 0 replaces PieceSizeFor (for what-if figures).
 struct ChunkUnion {
   uint64_t chunk_bytes = 0;
   uint64_t piece_bytes = 0;
   uint64_t chunks = 0;
 };
 absl::StatusOr<ChunkUnion> UnionOfCachedChunks(const std::string& bootstrap,
-                                               const std::vector<std::string>& cache_dirs);
+                                               const std::vector<std::string>& cache_dirs,
+                                               uint64_t piece_size = 0);
 
 }  // namespace naiad::testing
