@@ -28,24 +28,15 @@ using ::testing::HasSubstr;
 constexpr char kRepo[] = "library/python-naiad";
 
 // The python image and its RAFS conversion, made once for the whole suite.
-struct SharedImage {
-  TestImage image;
-  TempDir dir;
-  RafsImage rafs;
-};
-SharedImage* shared = nullptr;
+ConvertedTestImage* shared = nullptr;
 
 class FsE2eTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     if (!RunningAsRoot()) return;
-    auto image = TestImages::Get("python");
-    ASSERT_OK(image.status());
-    auto dir = CreateOwnedTempDir("naiad-fs-e2e-");
-    ASSERT_OK(dir.status());
-    auto rafs = ConvertToRafs(*image, dir->path());
-    ASSERT_OK(rafs.status());
-    shared = new SharedImage{*image, std::move(*dir), *rafs};
+    auto converted = ConvertTestImage("python", "naiad-fs-e2e-");
+    ASSERT_OK(converted.status());
+    shared = converted->release();
   }
   static void TearDownTestSuite() {
     delete shared;
@@ -101,8 +92,7 @@ TEST_F(FsE2eTest, PythonImageMountsThroughTheRegistryAndMatchesTheRootfs) {
   EXPECT_EQ(rafs::testing::DiffSnapshots(want, got).substr(0, 20000), "");
   EXPECT_EQ(got.size(), want.size());
   ASSERT_OK_AND_ASSIGN(json backend, mount->Api("/api/v1/metrics/backend"));
-  uint64_t blob_bytes = 0;
-  for (uint64_t size : shared->rafs.blob_sizes) blob_bytes += size;
+  const uint64_t blob_bytes = shared->blob_bytes;
   EXPECT_LE(backend["read_amount_total"].get<uint64_t>(), blob_bytes + blob_bytes / 10)
       << backend.dump();
   EXPECT_OK(mount->Stop());
@@ -127,8 +117,7 @@ TEST_F(FsE2eTest, ContainerStyleOverlayRunsPython) {
   EXPECT_THAT(out, HasSubstr("[1]"));
   // Lazy: starting python read a small part of the image.
   ASSERT_OK_AND_ASSIGN(json backend, mount->Api("/api/v1/metrics/backend"));
-  uint64_t blob_bytes = 0;
-  for (uint64_t size : shared->rafs.blob_sizes) blob_bytes += size;
+  const uint64_t blob_bytes = shared->blob_bytes;
   EXPECT_LT(backend["read_amount_total"].get<uint64_t>(), blob_bytes / 4) << backend.dump();
   ASSERT_OK_AND_ASSIGN(std::string trace, mount->ApiText("/api/v1/metrics/trace"));
   EXPECT_THAT(trace, HasSubstr("python3"));

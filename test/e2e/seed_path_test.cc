@@ -29,13 +29,7 @@ constexpr int kNodes = 8;
 constexpr double kOriginMbit = 100;
 
 // The python image and its RAFS conversion, made once for the whole suite.
-struct SharedImage {
-  TestImage image;
-  TempDir dir;
-  RafsImage rafs;
-  uint64_t blob_bytes = 0;
-};
-SharedImage* shared = nullptr;
+ConvertedTestImage* shared = nullptr;
 
 // What one node's start did.
 struct Start {
@@ -47,15 +41,9 @@ class SeedPathTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     if (!RunningAsRoot()) return;
-    auto image = TestImages::Get("python");
-    ASSERT_OK(image.status());
-    auto dir = CreateOwnedTempDir("naiad-seed-path-");
-    ASSERT_OK(dir.status());
-    auto rafs = ConvertToRafs(*image, dir->path());
-    ASSERT_OK(rafs.status());
-    uint64_t bytes = 0;
-    for (uint64_t size : rafs->blob_sizes) bytes += size;
-    shared = new SharedImage{*image, std::move(*dir), *rafs, bytes};
+    auto converted = ConvertTestImage("python", "naiad-seed-path-");
+    ASSERT_OK(converted.status());
+    shared = converted->release();
   }
   static void TearDownTestSuite() {
     delete shared;

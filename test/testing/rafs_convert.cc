@@ -77,4 +77,14 @@ absl::StatusOr<RafsImage> ConvertToRafs(const TestImage& image, const std::strin
   return rafs;
 }
 
+absl::StatusOr<std::unique_ptr<ConvertedTestImage>> ConvertTestImage(std::string_view recipe,
+                                                                     std::string_view dir_prefix) {
+  auto converted = std::make_unique<ConvertedTestImage>();
+  ASSIGN_OR_RETURN(converted->image, TestImages::Get(std::string(recipe)));
+  ASSIGN_OR_RETURN(converted->dir, CreateOwnedTempDir(dir_prefix));
+  ASSIGN_OR_RETURN(converted->rafs, ConvertToRafs(converted->image, converted->dir.path()));
+  for (uint64_t size : converted->rafs.blob_sizes) converted->blob_bytes += size;
+  return converted;
+}
+
 }  // namespace naiad::testing

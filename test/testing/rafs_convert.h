@@ -12,10 +12,13 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "base/file.h"
 #include "nlohmann/json.hpp"
 #include "test/testing/test_images.h"
 
@@ -33,6 +36,18 @@ struct RafsImage {
 // binary to run (default: the one in this build tree).
 absl::StatusOr<RafsImage> ConvertToRafs(const TestImage& image, const std::string& work_dir,
                                         std::string naiad = "");
+
+// A test image converted once for a whole suite (in SetUpTestSuite): the image, a directory of
+// its own (removed with it) and the conversion.
+struct ConvertedTestImage {
+  TestImage image;
+  TempDir dir;
+  RafsImage rafs;
+  uint64_t blob_bytes = 0;  // the sum of rafs.blob_sizes
+};
+// TestImages::Get(recipe), then ConvertToRafs into CreateOwnedTempDir(dir_prefix).
+absl::StatusOr<std::unique_ptr<ConvertedTestImage>> ConvertTestImage(std::string_view recipe,
+                                                                     std::string_view dir_prefix);
 
 // Runs a command that prints a JSON document (after any log lines) and parses it.
 absl::StatusOr<nlohmann::json> RunJsonCommand(const std::vector<std::string>& argv);
