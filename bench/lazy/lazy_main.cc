@@ -23,17 +23,13 @@
 // unmounts and removes the dirs of runs that died (test_env.h's stale-state protocol), and the
 // cluster removes namespaces left by dead runs. SIGINT/SIGTERM stop the run and clean up.
 #include <fcntl.h>
-#include <signal.h>
 #include <sys/mount.h>
-#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <map>
 #include <string>
 #include <vector>
@@ -45,6 +41,7 @@
 #include "base/status_macros.h"
 #include "base/strings.h"
 #include "base/subprocess.h"
+#include "bench/common/bench_util.h"
 #include "net/http_client.h"
 #include "nlohmann/json.hpp"
 #include "test/testing/fs_mount.h"
@@ -62,7 +59,6 @@ using testing::RegistryFixture;
 using testing::RemoveTreeSafely;
 using testing::TestImage;
 using testing::TestImages;
-using Clock = std::chrono::steady_clock;
 
 constexpr int kRegistryHost = 0;
 constexpr int kClientHost = 1;
@@ -78,138 +74,6 @@ struct Flags {
   double max_wait = 60;
   std::string logs_dir;  // naiad fs logs of the first round go here, if set
 };
-
-std::atomic<bool> g_interrupted{false};
-void OnSignal(int /*signal*/) { g_interrupted = true; }
-
-absl::Status CheckInterrupted() {
-  return g_interrupted ? absl::CancelledError("interrupted") : absl::OkStatus();
-}
-
-void Log(const std::string& msg) {
-  std::time_t now = std::time(nullptr);
-  char stamp[16];
-  std::strftime(stamp, sizeof(stamp), "%H:%M:%S", std::localtime(&now));
-  std::fprintf(stderr, "[bench/lazy %s] %s\n", stamp, msg.c_str());
-  std::fflush(stderr);
-}
-
-double Since(Clock::time_point start) {
-  return std::chrono::duration<double>(Clock::now() - start).count();
-}
-
-// ---------------------------------------------------------------------------------------------
-// Machine state
-
-absl::Status DropCaches() {
-  ::sync();
-  std::ofstream out("/proc/sys/vm/drop_caches");
-  out << "3\n";
-  out.close();
-  if (!out) return absl::InternalError("cannot write /proc/sys/vm/drop_caches");
-  return absl::OkStatus();
-}
-
-// CPU seconds all cores spent busy since boot (/proc/stat without idle and iowait).
-double BusySeconds() {
-  std::ifstream stat("/proc/stat");
-  std::string cpu;
-  std::vector<double> ticks(8, 0);
-  stat >> cpu;
-  for (double& t : ticks) stat >> t;
-  double busy = 0;
-  for (size_t i = 0; i < ticks.size(); ++i) {
-    if (i != 3 && i != 4) busy += ticks[i];
-  }
-  return busy / static_cast<double>(::sysconf(_SC_CLK_TCK));
-}
-
-// CPU seconds of our reaped descendants plus ourselves.
-double OwnCpuSeconds() {
-  double total = 0;
-  for (int who : {RUSAGE_SELF, RUSAGE_CHILDREN}) {
-    rusage u{};
-    ::getrusage(who, &u);
-    total += static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
-             static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
-  }
-  return total;
-}
-
-// The cores are shared: waits (up to max_wait) until other processes use under 10% of them.
-void WaitQuiet(double max_wait) {
-  Clock::time_point start = Clock::now();
-  long cores = ::sysconf(_SC_NPROCESSORS_ONLN);
-  bool said = false;
-  while (!g_interrupted) {
-    double before = BusySeconds();
-    ::usleep(1000 * 1000);
-    double busy = (BusySeconds() - before) / static_cast<double>(cores);
-    if (busy < 0.10) return;
-    if (Since(start) > max_wait) {
-      Log(StrCat("machine still ", static_cast<int>(busy * 100), "% busy after ", max_wait,
-                 " s; timing anyway"));
-      return;
-    }
-    if (!said)
-      Log(StrCat("waiting for other load to settle (", static_cast<int>(busy * 100), "% busy)"));
-    said = true;
-  }
-}
-
-// Measures the CPU that processes other than ours used during a timed run.
-class OtherCpu {
- public:
-  OtherCpu() : busy_(BusySeconds()), own_(OwnCpuSeconds()) {}
-  // Call after every process of the run has been reaped.
-  double Seconds() const {
-    return std::max(0.0, (BusySeconds() - busy_) - (OwnCpuSeconds() - own_));
-  }
-
- private:
-  double busy_;
-  double own_;
-};
-
-// ---------------------------------------------------------------------------------------------
-// Processes
-
-// Waits for `process`, checking for SIGINT/SIGTERM; kills it on interruption or timeout.
-absl::StatusOr<int> WaitInterruptible(Subprocess& process, absl::Duration timeout) {
-  absl::Time deadline = absl::Now() + timeout;
-  while (true) {
-    absl::StatusOr<int> code = process.Wait(absl::Milliseconds(2));
-    if (code.ok()) return code;
-    if (!absl::IsDeadlineExceeded(code.status())) return code.status();
-    if (g_interrupted || absl::Now() > deadline) {
-      process.Stop(absl::Seconds(2)).IgnoreError();
-      RETURN_IF_ERROR(CheckInterrupted());
-      return absl::DeadlineExceededError("command timed out");
-    }
-  }
-}
-
-std::string Tail(const std::string& path, size_t bytes = 3000) {
-  absl::StatusOr<std::string> text = ReadFileToString(path);
-  if (!text.ok()) return "";
-  return text->size() > bytes ? text->substr(text->size() - bytes) : *text;
-}
-
-// Runs argv to completion with its output appended to `log`; a non-zero exit is an error.
-absl::Status RunLogged(const std::vector<std::string>& argv, const std::string& log,
-                       absl::Duration timeout = absl::Minutes(20)) {
-  {
-    std::ofstream out(log, std::ios::app);
-    out << "$ " << CommandLineForDisplay(argv) << "\n";
-  }
-  ASSIGN_OR_RETURN(Subprocess p, Subprocess::Start(argv, {.output_path = log}));
-  ASSIGN_OR_RETURN(int code, WaitInterruptible(p, timeout));
-  if (code != 0) {
-    return absl::InternalError(StrCat(CommandLineForDisplay(argv), " exited with ", code, "; log ",
-                                      log, ":\n", Tail(log)));
-  }
-  return absl::OkStatus();
-}
 
 absl::StatusOr<json> ParseJsonAfterBrace(const std::string& text, const std::string& what) {
   size_t brace = text.find('{');
@@ -235,15 +99,6 @@ struct BenchImage {
   uint64_t oci_layer_bytes = 0;
   std::string local_tree;  // the tree the last oci run unpacked (contender "local")
 };
-
-absl::StatusOr<std::vector<std::string>> CommandFor(const std::string& recipe) {
-  if (recipe == "python") return std::vector<std::string>{"python3", "-V"};
-  if (recipe == "node") return std::vector<std::string>{"node", "--version"};
-  if (recipe == "ruby") return std::vector<std::string>{"ruby", "--version"};
-  if (recipe == "golang") return std::vector<std::string>{"go", "version"};
-  if (recipe == "base") return std::vector<std::string>{"bash", "--version"};
-  return absl::InvalidArgumentError(StrCat("no command known for image ", recipe));
-}
 
 // Pushes the OCI image, converts its layers to RAFS and pushes the blobs and the bootstrap.
 absl::Status PushImage(const Flags& flags, BenchImage& b, RegistryFixture& registry,
@@ -593,13 +448,7 @@ class Bench {
   // Runs the image's command in a chroot; returns its output (an error if it fails).
   absl::StatusOr<std::string> Chroot(const BenchImage& b, const std::string& root,
                                      const std::string& log) {
-    std::vector<std::string> argv = {"chroot", root};
-    argv.insert(argv.end(), b.command.begin(), b.command.end());
-    std::string out = log + ".cmd";
-    RETURN_IF_ERROR(RunLogged(argv, out, absl::Minutes(10)));
-    ASSIGN_OR_RETURN(std::string text, ReadFileToString(out));
-    std::vector<std::string> lines = absl::StrSplit(text, '\n', absl::SkipEmpty());
-    return lines.empty() ? std::string() : lines.back();
+    return ChrootRun(root, b.command, log);
   }
 
   absl::Status Oci(BenchImage& b, int round) {
@@ -609,40 +458,13 @@ class Bench {
     RETURN_IF_ERROR(registry_.ResetCounters());
     RETURN_IF_ERROR(Prepare());
     OtherCpu other;
-    Clock::time_point start = Clock::now();
-    RETURN_IF_ERROR(RunLogged(
-        cluster_.Wrap(kClientHost,
-                      {"skopeo", "copy", "--quiet", "--src-tls-verify=false",
-                       StrCat("docker://", b.oci_ref), StrCat("oci:", layout, ":", b.image.tag)}),
-        log));
-    double pull_s = Since(start);
-    // The layers, bottom first, from the manifest that was pulled.
-    ASSIGN_OR_RETURN(std::string index_text, ReadFileToString(layout + "/index.json"));
-    json index = json::parse(index_text, nullptr, false);
-    if (index.is_discarded() || index["manifests"].empty())
-      return absl::DataLossError(StrCat("bad index.json in ", layout));
-    std::string manifest_digest = index["manifests"][0]["digest"];
-    ASSIGN_OR_RETURN(std::string manifest_text,
-                     ReadFileToString(StrCat(layout, "/blobs/sha256/", manifest_digest.substr(7))));
-    json manifest = json::parse(manifest_text, nullptr, false);
-    if (manifest.is_discarded()) return absl::DataLossError("bad manifest");
-    Clock::time_point unpack_start = Clock::now();
-    for (const json& layer : manifest["layers"]) {
-      std::string digest = layer["digest"];
-      RETURN_IF_ERROR(RunLogged({"tar", "--numeric-owner", "-xzf",
-                                 StrCat(layout, "/blobs/sha256/", digest.substr(7)), "-C", rootfs},
-                                log));
-    }
-    double unpack_s = Since(unpack_start);
-    Clock::time_point cmd_start = Clock::now();
-    ASSIGN_OR_RETURN(std::string output, Chroot(b, rootfs, log));
-    double cmd_s = Since(cmd_start);
-    double wall = Since(start);
-    json run = {{"image", b.image.name}, {"contender", "oci"},
-                {"section", "start"},    {"round", round},
-                {"wall_s", wall},        {"pull_s", pull_s},
-                {"unpack_s", unpack_s},  {"cmd_s", cmd_s},
-                {"output", output},      {"other_cpu_s", other.Seconds()}};
+    ASSIGN_OR_RETURN(OciStart oci, OciPullUnpackRun(cluster_, kClientHost, b.oci_ref, b.image.tag,
+                                                    b.command, layout, rootfs, log));
+    json run = {{"image", b.image.name},    {"contender", "oci"},
+                {"section", "start"},       {"round", round},
+                {"wall_s", oci.wall_s},     {"pull_s", oci.pull_s},
+                {"unpack_s", oci.unpack_s}, {"cmd_s", oci.cmd_s},
+                {"output", oci.output},     {"other_cpu_s", other.Seconds()}};
     RETURN_IF_ERROR(AddRegistryCounts(run));
     Record(std::move(run));
     // Keep this round's tree as the local-disk contender's tree; drop the previous one.
@@ -824,10 +646,8 @@ int main(int argc, char** argv) {
   app.add_option("--logs-dir", flags.logs_dir, "Keep naiad fs logs of round 1 here");
   CLI11_PARSE(app, argc, argv);
   flags.naiad = std::filesystem::absolute(flags.naiad).string();
-  struct sigaction sa {};
-  sa.sa_handler = naiad::bench::OnSignal;
-  ::sigaction(SIGINT, &sa, nullptr);
-  ::sigaction(SIGTERM, &sa, nullptr);
+  naiad::bench::SetLogTag("bench/lazy");
+  naiad::bench::InstallInterruptHandlers();
   absl::Status status = naiad::bench::Run(flags);
   if (!status.ok()) {
     std::fprintf(stderr, "naiad_bench_lazy: %s\n",

@@ -42,7 +42,8 @@ absl::StatusOr<std::unique_ptr<FsMount>> FsMount::Start(FsMountOptions options) 
        {options.naiad.empty() ? BuildPath("apps/naiad/naiad") : options.naiad, std::string("fs"),
         std::string("--config"), config_path, std::string("--bootstrap"), options.bootstrap,
         std::string("--mountpoint"), mount->mountpoint_, std::string("--apisock"), mount->apisock_,
-        std::string("--log-level"), std::string("debug")}) {
+        std::string("--log-level"),
+        options.log_level.empty() ? std::string("debug") : options.log_level}) {
     argv.push_back(arg);
   }
   argv.insert(argv.end(), options.extra_args.begin(), options.extra_args.end());

@@ -30,6 +30,7 @@ struct FsMountOptions {
   std::vector<std::string> extra_args;
   std::string netns_path;  // run inside this network namespace (nsenter --net)
   std::string naiad;       // the binary; empty: the one in this build tree
+  std::string log_level;   // naiad fs --log-level; empty: debug
   absl::Duration ready_timeout = absl::Seconds(30);
 };
 
