@@ -47,6 +47,7 @@ class Checker {
     if (!dirs_.insert(nid).second)
       return Corrupt(StrCat("directory ", path, " (inode ", nid, ") is linked twice"));
     if (dirs_.size() > 10'000'000) return Corrupt("more than 10 million directories");
+    RETURN_IF_ERROR(claims_.Claim(boot_, nid, path));
     ++counts_.dirs;
     visited_.insert(nid);
     ASSIGN_OR_RETURN(std::vector<rafs::DirEntry> entries, boot_.ReadDir(nid));
@@ -145,6 +146,7 @@ class Checker {
 
   const rafs::Bootstrap& boot_;
   std::unordered_set<uint64_t> dirs_;
+  rafs::DirectoryClaims claims_;  // no two directories list the same entries
   std::unordered_set<uint64_t> visited_;
   std::set<std::pair<uint32_t, uint32_t>> chunk_keys_;
   std::vector<rafs::ChunkRef> unique_chunks_;

@@ -149,6 +149,7 @@ absl::StatusOr<nlohmann::json> Create(const CreateFlags& flags) {
                           {"chunks_stored", result.stats.chunks_stored},
                           {"chunks_deduplicated", result.stats.chunks_deduplicated},
                           {"chunks_from_dict", result.stats.chunks_from_dict},
+                          {"hole_chunks", result.stats.hole_chunks},
                           {"seconds", absl::ToDoubleSeconds(absl::Now() - start)}}}};
   if (result.blob) {
     out["blobs"].push_back(result.blob->id);

@@ -1,11 +1,13 @@
 // `naiad image` end to end on real inputs: upstream's tar fixtures and generated trees go through
 // create -> (check, inspect) -> unpack, and come back as the same tree.
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -18,7 +20,9 @@
 #include "base/test_files.h"
 #include "image/image_command.h"
 #include "rafs/bootstrap.h"
+#include "rafs/chunk_reader.h"
 #include "rafs/tree_snapshot.h"
+#include "tar/tar_testing.h"
 
 namespace naiad::image {
 namespace {
@@ -319,6 +323,172 @@ TEST_F(ImageTest, DirectoryReachableTwiceIsCorruptForEveryWalker) {
   EXPECT_THAT(Merge({.sources = {dir_.Join("dag.boot")}, .bootstrap = dir_.Join("m.boot")}),
               StatusIs(absl::StatusCode::kDataLoss, HasSubstr("twice")));
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
+}
+
+double CpuSeconds() {
+  struct rusage usage;
+  ::getrusage(RUSAGE_SELF, &usage);  // every thread of the process
+  auto seconds = [](const timeval& t) { return t.tv_sec + t.tv_usec / 1e6; };
+  return seconds(usage.ru_utime) + seconds(usage.ru_stime);
+}
+
+// A sparse-file bomb: a tar of a few KiB declaring a 64 GiB file that holds three short data
+// segments. Its holes used to be read as zeros, hashed and deduplicated chunk by chunk (64 GiB
+// of work); now every chunk-sized hole is a hole chunk, recorded without being read.
+TEST_F(ImageTest, SparseFileHolesCostNothingAndReadBackAsZeros) {
+  constexpr uint64_t kChunk = 1 << 20;
+  constexpr uint64_t kSize = uint64_t{64} << 30;
+  // The middle segment straddles a chunk boundary: four chunks hold data.
+  const std::vector<std::pair<uint64_t, std::string>> segments = {
+      {0, "head"}, {(uint64_t{32} << 30) - 3, "middle"}, {kSize - 4, "tail"}};
+  std::string map, stored;
+  for (const auto& [offset, bytes] : segments) {
+    StrAppend(&map, map.empty() ? "" : ",", offset, ",", bytes.size());
+    stored += bytes;
+  }
+  tar::testing::TarBuilder tar;
+  tar.Pax({{"GNU.sparse.map", map},
+           {"GNU.sparse.realsize", std::to_string(kSize)},
+           {"GNU.sparse.name", "disk.img"}});
+  tar.Add({.name = "GNUSparseFile.0/disk.img"}, stored);
+  tar.File("after", "a file after the sparse one\n");
+  Write(dir_.Join("sparse.tar"), tar.Finish());
+
+  double cpu = CpuSeconds();
+  ASSERT_OK_AND_ASSIGN(nlohmann::json out, Create({.source = dir_.Join("sparse.tar"),
+                                                   .type = "tar-rafs",
+                                                   .bootstrap = dir_.Join("l.boot"),
+                                                   .blob_dir = dir_.Join("blobs")}));
+  cpu = CpuSeconds() - cpu;
+  EXPECT_EQ(out["stats"]["hole_chunks"], kSize / kChunk - 4);
+  EXPECT_EQ(out["stats"]["chunks_stored"], 5);                   // four data chunks and "after"
+  EXPECT_LT(out["stats"]["bytes"].get<uint64_t>(), 5 * kChunk);  // what was read: no holes
+  EXPECT_LT(cpu, 5.0) << "CPU seconds for a 64 GiB sparse file of 14 data bytes";
+  std::string blob = dir_.Join("blobs/") + out["blobs"][0].get<std::string>();
+  EXPECT_LT(std::filesystem::file_size(blob), 64u << 10);
+  // An 8-byte index per chunk of the file is all the holes cost.
+  EXPECT_LT(std::filesystem::file_size(dir_.Join("l.boot")), (kSize / kChunk) * 8 + (64 << 10));
+
+  ASSERT_OK_AND_ASSIGN(nlohmann::json report,
+                       Check({.bootstrap = dir_.Join("l.boot"), .blob_dir = dir_.Join("blobs")}));
+  EXPECT_EQ(report["files"], 2);
+  EXPECT_EQ(report["verified_chunks"], 5);
+
+  // Read back with the RAFS reader: data where the segments are, zeros everywhere else.
+  ASSERT_OK_AND_ASSIGN(auto boot, rafs::Bootstrap::Open(dir_.Join("l.boot")));
+  ASSERT_OK_AND_ASSIGN(auto reader, rafs::LocalChunkReader::Open(*boot, {dir_.Join("blobs")}));
+  ASSERT_OK_AND_ASSIGN(uint64_t nid, boot->Resolve("/disk.img"));
+  ASSERT_OK_AND_ASSIGN(rafs::Inode inode, boot->GetInode(nid));
+  EXPECT_EQ(inode.size, kSize);
+  ASSERT_OK_AND_ASSIGN(std::vector<rafs::ChunkRef> chunks, boot->FileChunks(nid));
+  ASSERT_EQ(chunks.size(), kSize / kChunk);
+  uint64_t holes = 0;
+  for (const rafs::ChunkRef& chunk : chunks) {
+    uint64_t end = chunk.file_offset + kChunk;
+    bool has_data = std::any_of(segments.begin(), segments.end(), [&](const auto& segment) {
+      return segment.first < end && segment.first + segment.second.size() > chunk.file_offset;
+    });
+    EXPECT_EQ(chunk.hole, !has_data) << "chunk at " << chunk.file_offset;
+    holes += chunk.hole;
+    if (!has_data && chunk.file_offset != kChunk) continue;  // one hole is read, as zeros
+    std::string want(kChunk, '\0');
+    for (const auto& [offset, bytes] : segments) {
+      for (uint64_t i = 0; i < bytes.size(); ++i) {
+        if (offset + i >= chunk.file_offset && offset + i < end) {
+          want[offset + i - chunk.file_offset] = bytes[i];
+        }
+      }
+    }
+    ASSERT_OK_AND_ASSIGN(std::string got, reader->Read(chunk));
+    EXPECT_TRUE(got == want) << "chunk at " << chunk.file_offset;
+  }
+  EXPECT_EQ(holes, kSize / kChunk - 4);
+  ASSERT_OK_AND_ASSIGN(uint64_t after, boot->Resolve("/after"));
+  std::string content;
+  ASSERT_OK(reader->ReadFile(after, [&](std::string_view data) {
+    content += data;
+    return absl::OkStatus();
+  }));
+  EXPECT_EQ(content, "a file after the sparse one\n");
+}
+
+// A crafted bootstrap whose directory inodes all list the entries of one big directory (they
+// point at its blocks): no directory is reachable twice, every per-directory limit holds, yet each
+// walker would list the 800 entries once per directory, quadratic in the bootstrap's size (unpack
+// wrote them all to the tar). Every walker now refuses directory data listed twice.
+TEST_F(ImageTest, DirectoriesSharingEntryBlocksAreCorruptForEveryWalker) {
+  constexpr int kDirs = 200;
+  constexpr int kEntries = 800;
+  std::string src = dir_.Join("src");
+  ASSERT_OK(CreateDirectories(src + "/big"));
+  for (int i = 0; i < kEntries; ++i) Write(StrCat(src, "/big/entry-", i), "");
+  for (int i = 0; i < kDirs; ++i) ASSERT_OK(CreateDirectories(StrCat(src, "/d", 1000 + i)));
+  ASSERT_OK(
+      Create({.source = src, .bootstrap = dir_.Join("l.boot"), .blob_dir = dir_.Join("blobs")})
+          .status());
+  ASSERT_OK_AND_ASSIGN(std::string bytes, ReadFileToString(dir_.Join("l.boot")));
+  ASSERT_OK_AND_ASSIGN(auto boot, rafs::Bootstrap::FromBytes(bytes));
+  ASSERT_OK_AND_ASSIGN(rafs::Inode big, boot->GetInode(*boot->Resolve("/big")));
+  ASSERT_EQ(big.layout, rafs::DataLayout::kFlatPlain);  // its entries fill several blocks
+  ASSERT_GT(big.size, 3 * rafs::kBlockSize);
+  for (int i = 0; i < kDirs; ++i) {
+    ASSERT_OK_AND_ASSIGN(uint64_t nid, boot->Resolve(StrCat("/d", 1000 + i)));
+    ASSERT_OK_AND_ASSIGN(rafs::Inode d, boot->GetInode(nid));
+    ASSERT_EQ(d.inode_size, sizeof(rafs::CompactInode));
+    uint64_t at = InodeOffset(*boot, nid);
+    uint16_t plain = static_cast<uint16_t>(rafs::DataLayout::kFlatPlain)
+                     << rafs::kInodeDataLayoutShift;
+    Poke<uint16_t>(bytes, at + offsetof(rafs::CompactInode, format), plain);
+    Poke<uint32_t>(bytes, at + offsetof(rafs::CompactInode, size), static_cast<uint32_t>(big.size));
+    Poke<uint32_t>(bytes, at + offsetof(rafs::CompactInode, u), big.raw_u);
+  }
+  ASSERT_OK(WriteFileAtomically(dir_.Join("shared.boot"), bytes));
+  ASSERT_OK_AND_ASSIGN(auto shared, rafs::Bootstrap::FromBytes(bytes));
+  ASSERT_OK_AND_ASSIGN(auto listed, shared->ReadDir(*shared->Resolve("/d1000")));
+  ASSERT_EQ(listed.size(), kEntries + 2u);  // the crafted directory lists big's entries
+
+  auto shares = StatusIs(absl::StatusCode::kDataLoss, HasSubstr("shares its entries"));
+  EXPECT_THAT(Unpack({.bootstrap = dir_.Join("shared.boot"), .output = dir_.Join("out/l.tar")}),
+              shares);
+  EXPECT_EQ(CountEntries(dir_.Join("out")), 0u);
+  EXPECT_THAT(Inspect({.bootstrap = dir_.Join("shared.boot"), .request = "tree"}), shares);
+  EXPECT_THAT(Check({.bootstrap = dir_.Join("shared.boot")}), shares);
+  EXPECT_THAT(Merge({.sources = {dir_.Join("shared.boot")}, .bootstrap = dir_.Join("m.boot")}),
+              shares);
+  // The message names both directories and the bytes they share.
+  EXPECT_THAT(Check({.bootstrap = dir_.Join("shared.boot")}),
+              StatusIs(absl::StatusCode::kDataLoss,
+                       HasSubstr(StrCat("directory /d1000 (inode ", *shared->Resolve("/d1000"),
+                                        ") shares its entries with directory inode ",
+                                        *shared->Resolve("/big")))));
+  // The untouched bootstrap passes every walker: a directory's own blocks are claimed once.
+  ASSERT_OK(Check({.bootstrap = dir_.Join("l.boot")}).status());
+  ASSERT_OK(Merge({.sources = {dir_.Join("l.boot")}, .bootstrap = dir_.Join("m.boot")}).status());
+}
+
+TEST(DirectoryClaims, OverlapsAreFoundWhereverTheyAre) {
+  // A bootstrap of one directory per claim is more than this needs: claims only look at extents.
+  TempDir dir = *TempDir::Create("naiad-claims-");
+  std::string src = dir.Join("src");
+  for (const char* d : {"a", "b", "c"}) {
+    ASSERT_OK(CreateDirectories(StrCat(src, "/", d)));
+    for (int i = 0; i < 300; ++i) Write(StrCat(src, "/", d, "/file-", i), "");
+  }
+  ASSERT_OK(CreateDirectories(dir.Join("blobs")));
+  ASSERT_OK(Create({.source = src, .bootstrap = dir.Join("l.boot"), .blob_dir = dir.Join("blobs")})
+                .status());
+  ASSERT_OK_AND_ASSIGN(auto boot, rafs::Bootstrap::Open(dir.Join("l.boot")));
+  rafs::DirectoryClaims claims;
+  for (const char* d : {"/c", "/a", "/", "/b"}) {
+    ASSERT_OK(claims.Claim(*boot, *boot->Resolve(d), d)) << d;
+  }
+  for (const char* d : {"/a", "/b", "/c", "/"}) {
+    EXPECT_THAT(claims.Claim(*boot, *boot->Resolve(d), d),
+                StatusIs(absl::StatusCode::kDataLoss, HasSubstr("shares its entries")))
+        << d;
+  }
+  // A file has no directory data to claim.
+  EXPECT_FALSE(claims.Claim(*boot, *boot->Resolve("/a/file-1"), "/a/file-1").ok());
 }
 
 TEST_F(ImageTest, BadFlagsAreRejected) {

@@ -81,6 +81,7 @@ absl::StatusOr<nlohmann::json> ChunksJson(const rafs::Bootstrap& boot, uint64_t 
 absl::StatusOr<nlohmann::json> TreeJson(const rafs::Bootstrap& boot) {
   nlohmann::json out = nlohmann::json::array();
   std::unordered_set<uint64_t> dirs;  // directories visited
+  rafs::DirectoryClaims claims;       // and the entry blocks they listed
   std::function<absl::Status(uint64_t, const std::string&, int)> walk =
       [&](uint64_t nid, const std::string& path, int depth) -> absl::Status {
     if (depth > 1024) return absl::DataLossError("directory nesting deeper than 1024");
@@ -94,6 +95,7 @@ absl::StatusOr<nlohmann::json> TreeJson(const rafs::Bootstrap& boot) {
       return absl::DataLossError(
           StrCat("directory inode ", nid, " is reachable twice (at ", path, ")"));
     }
+    RETURN_IF_ERROR(claims.Claim(boot, nid, path));
     ASSIGN_OR_RETURN(std::vector<rafs::DirEntry> entries, boot.ReadDir(nid));
     for (const rafs::DirEntry& e : entries) {
       if (e.name == "." || e.name == "..") continue;

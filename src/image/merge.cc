@@ -114,13 +114,11 @@ absl::StatusOr<nlohmann::json> Merge(const MergeFlags& flags) {
       }
       remap.push_back(it->second);
     }
-    ASSIGN_OR_RETURN(rafs::Tree tree, rafs::Tree::FromBootstrap(**boot));
-    tree.ForEachInode([&](rafs::TreeInode& inode) {
-      for (rafs::ChunkRef& c : inode.chunks) {
-        if (!c.hole) c.blob_index = remap[c.blob_index];  // a hole names no blob
-      }
-    });
-    merged.ApplyLayer(tree);
+    auto tree = rafs::Tree::FromBootstrap(**boot);
+    if (!tree.ok()) return Annotate(tree.status(), flags.sources[layer]);
+    // Holes are not in the chunk table: they name no blob.
+    for (rafs::ChunkRef& c : tree->mutable_chunks()) c.blob_index = remap[c.blob_index];
+    RETURN_IF_ERROR(merged.ApplyLayer(*std::move(tree)));
   }
   if (blobs.size() > rafs::kMaxBlobs)
     return absl::InvalidArgumentError(StrCat(blobs.size(), " blobs, at most 254"));

@@ -86,6 +86,8 @@ class Unpacker {
       return absl::DataLossError(
           StrCat("directory inode ", nid, " is reachable twice (at ", path, ")"));
     }
+    // Nor may two directories list the same entries: each would emit all of them again.
+    RETURN_IF_ERROR(claims_.Claim(boot_, nid, StrCat("/", path)));
     if (opaque) RETURN_IF_ERROR(EmitWhiteoutFile(Join(path, rafs::kOpaqueWhiteout)));
     ASSIGN_OR_RETURN(std::vector<rafs::DirEntry> children, boot_.ReadDir(nid));
     for (const rafs::DirEntry& e : children) {
@@ -135,6 +137,7 @@ class Unpacker {
   tar::Writer& writer_;
   std::map<uint64_t, std::string> first_path_;
   std::unordered_set<uint64_t> dirs_;  // directories visited
+  rafs::DirectoryClaims claims_;
   uint64_t entries_ = 0;
   uint64_t sockets_ = 0;
 };

@@ -150,7 +150,7 @@ void BlobWriter::AddTocEntry(std::string_view name, Compressor compressor,
 
 absl::StatusOr<ChunkRef> BlobWriter::Append(PreparedChunk chunk) {
   if (data_finished_) return absl::FailedPreconditionError("blob data already finished");
-  if (chunks_.size() >= kMaxChunksPerBlob)
+  if (chunk_count_ >= kMaxChunksPerBlob)
     return absl::ResourceExhaustedError("2^24 chunks in one blob");
   size_t padding = 0;
   if (options_.compressor == Compressor::kNone && offset_ % kBlockSize != 0) {
@@ -159,7 +159,7 @@ absl::StatusOr<ChunkRef> BlobWriter::Append(PreparedChunk chunk) {
     padding = kBlockSize - offset_ % kBlockSize;
   }
   offset_ += padding;
-  ChunkRef ref{.ci_index = static_cast<uint32_t>(chunks_.size()),
+  ChunkRef ref{.ci_index = chunk_count_,
                .compressed_offset = offset_,
                .compressed_size = static_cast<uint32_t>(chunk.stored.size()),
                .uncompressed_offset = uncompressed_offset_,
@@ -170,7 +170,7 @@ absl::StatusOr<ChunkRef> BlobWriter::Append(PreparedChunk chunk) {
                                        ref.compressed_offset, ref.compressed_size);
   chunk_infos_.append(reinterpret_cast<const char*>(&info), sizeof(info));
   chunk_digests_.append(reinterpret_cast<const char*>(chunk.digest.bytes.data()), 32);
-  chunks_.push_back(uncompressed_offset_);
+  ++chunk_count_;
   uncompressed_offset_ += AlignUp(chunk.uncompressed_size, kBlockSize);
   offset_ += chunk.stored.size();
 
@@ -232,6 +232,9 @@ absl::StatusOr<BlobInfo> BlobWriter::FinishData(bool inline_bootstrap) {
               chunk_digests_.size());
   RETURN_IF_ERROR(Write(chunk_digests_));
   RETURN_IF_ERROR(WriteTarHeader(kTocNameChunkDigest, chunk_digests_.size()));
+  // Written: not needed any more, while the caller lays out the bootstrap.
+  std::string().swap(chunk_infos_);
+  std::string().swap(chunk_digests_);
 
   info_.chunk_size = options_.chunk_size;
   info_.chunk_count = chunk_count();

@@ -113,7 +113,7 @@ class BlobWriter {
   // Writes the TOC and moves the blob into place. Returns the final blob-table fields.
   absl::StatusOr<BlobInfo> Commit();
 
-  uint32_t chunk_count() const { return static_cast<uint32_t>(chunks_.size()); }
+  uint32_t chunk_count() const { return chunk_count_; }
   const std::string& path() const { return path_; }
 
  private:
@@ -151,9 +151,10 @@ class BlobWriter {
   bool stopping_ = false;
   absl::Status write_status_;  // the writer thread's first error
   std::thread writer_thread_;
-  std::string chunk_infos_;       // v1 records
-  std::string chunk_digests_;     // 32 bytes per chunk
-  std::vector<uint64_t> chunks_;  // uncompressed offsets, for counting and checks
+  // Until FinishData() writes and releases them: v1 records, and 32 bytes of digest per chunk.
+  std::string chunk_infos_;
+  std::string chunk_digests_;
+  uint32_t chunk_count_ = 0;
   std::string toc_;
   BlobInfo info_;
   bool data_finished_ = false;

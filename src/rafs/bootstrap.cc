@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <iterator>
 #include <tuple>
 
 #include "base/status_macros.h"
@@ -338,6 +339,37 @@ absl::StatusOr<std::vector<DirEntry>> Bootstrap::ReadDir(uint64_t dir_nid) const
     }
   }
   return entries;
+}
+
+absl::StatusOr<std::pair<uint64_t, uint64_t>> Bootstrap::DataExtent(uint64_t nid) const {
+  ASSIGN_OR_RETURN(Inode inode, GetInode(nid));
+  ASSIGN_OR_RETURN(std::string_view data, InodeData(inode));
+  return std::make_pair(static_cast<uint64_t>(data.data() - data_.data()),
+                        static_cast<uint64_t>(data.size()));
+}
+
+absl::Status DirectoryClaims::Claim(const Bootstrap& boot, uint64_t dir_nid,
+                                    std::string_view path) {
+  ASSIGN_OR_RETURN(auto extent, boot.DataExtent(dir_nid));
+  auto [start, size] = extent;
+  if (size == 0) return absl::OkStatus();
+  uint64_t end = start + size;
+  // The claim that starts last at or before `end`, if any, is the only one that can overlap:
+  // claims are disjoint, so any earlier one ends before it starts.
+  auto next = claimed_.lower_bound(end);
+  if (next != claimed_.begin()) {
+    auto prev = std::prev(next);
+    if (prev->second.end > start) {
+      uint64_t from = std::max(start, prev->first);
+      uint64_t to = std::min(end, prev->second.end);
+      return Corrupt(StrCat("directory ", path, " (inode ", dir_nid,
+                            ") shares its entries with directory inode ", prev->second.nid,
+                            " (bootstrap bytes [", from, ", ", to,
+                            ")): directory data must not be shared"));
+    }
+  }
+  claimed_.emplace_hint(next, start, Claimed{end, dir_nid});
+  return absl::OkStatus();
 }
 
 absl::StatusOr<DirEntry> Bootstrap::Lookup(uint64_t dir_nid, std::string_view name) const {

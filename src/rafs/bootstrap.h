@@ -15,6 +15,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -109,6 +110,8 @@ class Bootstrap {
   absl::StatusOr<Inode> GetInode(uint64_t nid) const;
   // Directory entries in on-disk order, including "." and "..".
   absl::StatusOr<std::vector<DirEntry>> ReadDir(uint64_t dir_nid) const;
+  // Where the data of a directory or symlink lies in the bootstrap: [offset, offset + size).
+  absl::StatusOr<std::pair<uint64_t, uint64_t>> DataExtent(uint64_t nid) const;
   // The entry named `name` in a directory; NotFound if there is none.
   absl::StatusOr<DirEntry> Lookup(uint64_t dir_nid, std::string_view name) const;
   // Walks an absolute path ("/a/b"); symlinks are not followed.
@@ -155,6 +158,26 @@ class Bootstrap {
   std::vector<uint32_t> prefetch_nids_;
   // (blob index, ci index) -> position in the chunk table.
   std::unordered_map<uint64_t, uint32_t> chunk_by_ci_;
+};
+
+// The directory data that a walk of a bootstrap's tree has listed so far. In a valid bootstrap
+// every directory has entry blocks of its own. A crafted one can point thousands of directory
+// inodes at one big block, so that a walker (check, unpack, merge, inspect) lists the same
+// entries again for each of them: work and output quadratic in the bootstrap's size, while
+// per-directory limits all hold. Walkers claim each directory before listing it, and a claim on
+// bytes already claimed is DataLoss: every byte of directory data is then listed at most once
+// per walk, and a walk's work is linear in the size of the bootstrap.
+class DirectoryClaims {
+ public:
+  // `path` names the directory in the error.
+  absl::Status Claim(const Bootstrap& boot, uint64_t dir_nid, std::string_view path);
+
+ private:
+  struct Claimed {
+    uint64_t end;
+    uint64_t nid;
+  };
+  std::map<uint64_t, Claimed> claimed_;  // by start offset; disjoint
 };
 
 // "drwxr-xr-x"-style type letter for a mode, and FileType from a mode.

@@ -3,8 +3,10 @@
 #include <algorithm>
 #include <cstring>
 #include <deque>
-#include <unordered_map>
+#include <iterator>
+#include <tuple>
 
+#include "absl/container/flat_hash_set.h"
 #include "base/status_macros.h"
 #include "base/strings.h"
 
@@ -41,57 +43,99 @@ std::pair<uint8_t, std::string_view> XattrPrefixOf(std::string_view name) {
   return {0, name};
 }
 
-absl::StatusOr<std::string> EncodeXattrs(const Xattrs& xattrs) {
-  if (xattrs.empty()) return std::string();
-  std::string out(sizeof(XattrIbodyHeader), '\0');
+// The size of the inline xattr area that holds `xattrs`; InvalidArgument if one does not fit.
+absl::StatusOr<uint32_t> XattrAreaSize(const Xattrs& xattrs) {
+  if (xattrs.empty()) return 0;
+  uint64_t size = sizeof(XattrIbodyHeader);
   for (const auto& [name, value] : xattrs) {
     auto [index, suffix] = XattrPrefixOf(name);
     if (suffix.size() > 255 || value.size() > 65535) {
       return absl::InvalidArgumentError(StrCat("xattr \"", name, "\" is too long for EROFS"));
     }
-    XattrEntry entry{static_cast<uint8_t>(suffix.size()), index,
-                     static_cast<uint16_t>(value.size())};
-    out.append(reinterpret_cast<const char*>(&entry), sizeof(entry));
-    out.append(suffix);
-    out.append(value);
-    out.resize(AlignUp(out.size(), 4), '\0');
+    size = AlignUp(size + sizeof(XattrEntry) + suffix.size() + value.size(), 4);
   }
-  return out;
+  // i_xattr_icount is 16 bits: the area is 12 + 4 * (icount - 1) bytes.
+  if (size > sizeof(XattrIbodyHeader) + 4 * uint64_t{0xfffe}) {
+    return absl::InvalidArgumentError(StrCat("xattrs of ", size, " bytes, more than EROFS holds"));
+  }
+  return static_cast<uint32_t>(size);
 }
 
+// Writes the inline xattr area of `xattrs` (XattrAreaSize() bytes, zeroed) at `out`.
+void EncodeXattrs(const Xattrs& xattrs, char* out) {
+  uint64_t pos = sizeof(XattrIbodyHeader);  // the header stays zero: no shared xattrs
+  for (const auto& [name, value] : xattrs) {
+    auto [index, suffix] = XattrPrefixOf(name);
+    XattrEntry entry{static_cast<uint8_t>(suffix.size()), index,
+                     static_cast<uint16_t>(value.size())};
+    std::memcpy(out + pos, &entry, sizeof(entry));
+    char* at = std::copy(suffix.begin(), suffix.end(), out + pos + sizeof(entry));
+    std::copy(value.begin(), value.end(), at);
+    pos = AlignUp(pos + sizeof(entry) + suffix.size() + value.size(), 4);
+  }
+}
+
+// One inode of the bootstrap while the tree is laid out: 48 bytes, since a layer may hold
+// millions. Its nid follows from its offset; its directory entries are listed again when needed.
 struct Record {
   const TreeInode* inode = nullptr;
-  const TreeInode* parent = nullptr;
-  std::string name;  // first name seen
+  uint64_t offset = 0;     // of the inode in the bootstrap
+  uint64_t data_size = 0;  // i_size of directories and symlinks
+  uint32_t parent = 0;     // record of the directory holding the first name (the root: itself)
   uint32_t nlink = 0;
-  bool extended = false;
-  std::string xattrs;                                             // encoded inline xattr area
-  std::vector<std::pair<std::string, const TreeInode*>> dirents;  // directories, sorted
-  std::vector<size_t> block_ends;  // directories: dirent count after each block
-  uint64_t data_size = 0;          // i_size of dirs and symlinks
+  uint32_t xattr_size = 0;  // the inline xattr area
+  uint32_t blkaddr = 0;     // plain layout: first data block
   DataLayout layout = DataLayout::kFlatPlain;
-  uint64_t offset = 0;  // of the inode
-  uint64_t nid = 0;
-  uint32_t blkaddr = 0;  // plain layout: first data block
+  bool pyc_name = false;  // the first name ends in ".pyc"
+  bool extended = false;
 
   uint64_t inode_size() const { return extended ? sizeof(ExtendedInode) : sizeof(CompactInode); }
   uint64_t size() const { return inode->is_regular() ? inode->size : data_size; }
 };
+static_assert(sizeof(Record) == 48);
 
-// Packs sorted dirents into 4 KiB blocks; returns i_size and fills block_ends.
-uint64_t PackDirents(Record& r) {
+struct DirentRef {
+  std::string_view name;
+  const TreeInode* target;
+};
+
+// The entries of a directory as stored: its children with "." and "..", sorted byte-wise.
+void ListDirents(const TreeInode& dir, const TreeInode& parent, std::vector<DirentRef>& out) {
+  out.clear();
+  const DirentRef specials[] = {{".", &dir}, {"..", &parent}};  // "." sorts before ".."
+  size_t next = 0;
+  for (const auto& [name, child] : dir.children) {
+    for (; next < std::size(specials) && specials[next].name < name; ++next) {
+      out.push_back(specials[next]);
+    }
+    out.push_back({name, child.get()});
+  }
+  for (; next < std::size(specials); ++next) out.push_back(specials[next]);
+}
+
+// Packs sorted dirents into 4 KiB blocks; returns i_size and fills `block_ends` (the dirent
+// count after each block).
+uint64_t PackDirents(const std::vector<DirentRef>& dirents, std::vector<size_t>& block_ends) {
+  block_ends.clear();
   uint64_t used = 0;
-  for (size_t i = 0; i < r.dirents.size(); ++i) {
-    uint64_t need = sizeof(Dirent) + r.dirents[i].first.size();
+  for (size_t i = 0; i < dirents.size(); ++i) {
+    uint64_t need = sizeof(Dirent) + dirents[i].name.size();
     if (used + need > kBlockSize) {
-      r.block_ends.push_back(i);
+      block_ends.push_back(i);
       used = 0;
     }
     used += need;
   }
-  r.block_ends.push_back(r.dirents.size());
-  return (r.block_ends.size() - 1) * kBlockSize + used;
+  block_ends.push_back(dirents.size());
+  return (block_ends.size() - 1) * kBlockSize + used;
 }
+
+// A distinct chunk of the chunk-info table: its slot in the tree's chunk table and the file
+// offset of its first use.
+struct TableEntry {
+  uint32_t slot;
+  uint64_t file_offset;
+};
 
 class Layout {
  public:
@@ -103,23 +147,32 @@ class Layout {
  private:
   absl::Status CollectRecords();
   absl::Status PrepareRecord(Record& r);
+  // The record of an inode, or null if it has none yet.
+  Record* RecordOf(const TreeInode* inode);
+  // The path of a record's first name, for error messages.
+  std::string PathOf(const Record& r) const;
   void PlaceInodes(uint64_t start);
   void PlaceDataBlocks();
   absl::Status ResolvePrefetch();
+  void CollectChunkTable();
   void WriteSuperblocks();
   void WriteInodes();
-  void WriteInode(const Record& r);
+  void WriteInode(const Record& r, uint32_t ino);
   void WriteDirectory(const Record& r);
   void WriteChunkTable();
-  uint64_t NidOf(const TreeInode* inode) const { return records_[index_.at(inode)].nid; }
+  uint64_t NidOf(const Record& r) const {
+    return (r.offset - uint64_t{meta_blkaddr_} * kBlockSize) / kInodeSlotSize;
+  }
+  uint64_t NidOf(const TreeInode* inode) { return NidOf(*RecordOf(inode)); }
 
   const Tree& tree_;
   const std::vector<BlobInfo>& blobs_;
   const BootstrapOptions& options_;
-  std::vector<Record> records_;
-  std::unordered_map<const TreeInode*, size_t> index_;
+  std::deque<Record> records_;  // breadth first; no reallocation copies as it grows
   std::vector<uint32_t> prefetch_;
-  std::vector<ChunkInfo> chunk_table_;
+  std::vector<TableEntry> chunk_table_;  // sorted as stored
+  std::vector<DirentRef> dirents_;       // of one directory at a time
+  std::vector<size_t> block_ends_;
   std::string out_;
   uint64_t blob_table_offset_ = 0;
   uint64_t prefetch_offset_ = 0;
@@ -129,59 +182,80 @@ class Layout {
   bool has_xattr_ = false;
 };
 
-absl::Status Layout::CollectRecords() {
-  std::deque<std::tuple<const TreeInode*, const TreeInode*, std::string>> queue;
-  queue.emplace_back(&tree_.root(), &tree_.root(), "");
-  while (!queue.empty()) {
-    auto [inode, parent, name] = queue.front();
-    queue.pop_front();
-    if (auto it = index_.find(inode); it != index_.end()) {
-      ++records_[it->second].nlink;  // another name of a hardlinked inode
-      continue;
-    }
-    index_[inode] = records_.size();
-    records_.push_back({.inode = inode, .parent = parent, .name = name, .nlink = 1});
-    for (const auto& [child_name, child] : inode->children) {
-      queue.emplace_back(child.get(), inode, child_name);
+Record* Layout::RecordOf(const TreeInode* inode) {
+  uint32_t slot = inode->layout_slot;
+  return slot < records_.size() && records_[slot].inode == inode ? &records_[slot] : nullptr;
+}
+
+std::string Layout::PathOf(const Record& r) const {
+  std::vector<std::string_view> names;
+  for (const Record* at = &r; at != &records_.front(); at = &records_[at->parent]) {
+    const TreeInode* parent = records_[at->parent].inode;
+    for (const auto& [name, child] : parent->children) {
+      if (child.get() == at->inode) {
+        names.push_back(name);
+        break;
+      }
     }
   }
-  if (records_.size() > (uint64_t{1} << 32)) return absl::InvalidArgumentError("too many inodes");
+  std::string path;
+  for (auto it = names.rbegin(); it != names.rend(); ++it) StrAppend(&path, "/", *it);
+  return path.empty() ? "/" : path;
+}
+
+absl::Status Layout::CollectRecords() {
+  // Breadth first, the records being the queue: a child gets its record (and its inode number)
+  // when its directory's record is reached; further names of a hardlinked inode add links.
+  constexpr uint64_t kMaxRecords = uint64_t{1} << 32;
+  records_.push_back({.inode = &tree_.root(), .parent = 0, .nlink = 1});
+  tree_.root().layout_slot = 0;
+  for (size_t i = 0; i < records_.size(); ++i) {
+    const TreeInode* dir = records_[i].inode;
+    for (const auto& [name, child] : dir->children) {
+      if (Record* seen = RecordOf(child.get())) {
+        ++seen->nlink;
+        continue;
+      }
+      if (records_.size() + 1 >= kMaxRecords) return absl::InvalidArgumentError("too many inodes");
+      child->layout_slot = static_cast<uint32_t>(records_.size());
+      records_.push_back({.inode = child.get(),
+                          .parent = static_cast<uint32_t>(i),
+                          .nlink = 1,
+                          .pyc_name = name.ends_with(".pyc")});
+    }
+  }
   for (Record& r : records_) RETURN_IF_ERROR(PrepareRecord(r));
   return absl::OkStatus();
 }
 
 absl::Status Layout::PrepareRecord(Record& r) {
   const TreeInode& inode = *r.inode;
-  ASSIGN_OR_RETURN(r.xattrs, EncodeXattrs(inode.xattrs));
-  has_xattr_ |= !r.xattrs.empty();
+  auto xattr_size = XattrAreaSize(inode.xattrs());
+  if (!xattr_size.ok()) return Annotate(xattr_size.status(), PathOf(r));
+  r.xattr_size = *xattr_size;
+  has_xattr_ |= r.xattr_size > 0;
   if (inode.is_dir()) {
     r.nlink = 2;
-    r.dirents.emplace_back(".", r.inode);
-    r.dirents.emplace_back("..", r.parent);
-    for (const auto& [name, child] : inode.children) {
-      r.dirents.emplace_back(name, child.get());
-      if (child->is_dir()) ++r.nlink;
-    }
-    std::sort(r.dirents.begin(), r.dirents.end(),
-              [](const auto& a, const auto& b) { return a.first < b.first; });
-    r.data_size = PackDirents(r);
+    for (const auto& [name, child] : inode.children) r.nlink += child->is_dir();
+    ListDirents(inode, *records_[r.parent].inode, dirents_);
+    r.data_size = PackDirents(dirents_, block_ends_);
   } else if (S_ISLNK(inode.mode)) {
-    if (inode.symlink.empty() || inode.symlink.size() >= kBlockSize) {
+    if (inode.symlink().empty() || inode.symlink().size() >= kBlockSize) {
       return absl::InvalidArgumentError(
-          StrCat("symlink \"", r.name, "\": target length ", inode.symlink.size()));
+          StrCat("symlink \"", PathOf(r), "\": target length ", inode.symlink().size()));
     }
-    r.data_size = inode.symlink.size();
+    r.data_size = inode.symlink().size();
   }
   if (inode.is_regular() && inode.size > 0) {
     uint64_t want = (inode.size + options_.chunk_size - 1) / options_.chunk_size;
     if (inode.chunks.size() != want) {
-      return absl::InvalidArgumentError(StrCat("file \"", r.name, "\" has ", inode.chunks.size(),
+      return absl::InvalidArgumentError(StrCat("file \"", PathOf(r), "\" has ", inode.chunks.size(),
                                                " chunks, its size needs ", want,
                                                " (layers built with different chunk sizes?)"));
     }
   }
   r.extended = inode.uid > 0xffff || inode.gid > 0xffff || r.nlink > 0xffff ||
-               r.size() > 0xffffffffull || r.name.ends_with(".pyc");
+               r.size() > 0xffffffffull || r.pyc_name;
   return absl::OkStatus();
 }
 
@@ -190,7 +264,7 @@ void Layout::PlaceInodes(uint64_t start) {
   cursor_ = start;
   for (Record& r : records_) {
     cursor_ = AlignUp(cursor_, kInodeSlotSize);
-    uint64_t head = r.inode_size() + r.xattrs.size();
+    uint64_t head = r.inode_size() + r.xattr_size;
     bool has_data = r.inode->is_dir() || S_ISLNK(r.inode->mode);
     if (has_data && head + r.data_size <= kBlockSize) {
       r.layout = DataLayout::kFlatInline;  // the whole payload follows the inode, in its block
@@ -200,13 +274,12 @@ void Layout::PlaceInodes(uint64_t start) {
       head += r.data_size;
     } else if (r.inode->is_regular() && r.inode->size > 0) {
       r.layout = DataLayout::kChunkBased;
-      uint64_t count = (r.inode->size + options_.chunk_size - 1) / options_.chunk_size;
-      head = AlignUp(r.inode_size() + r.xattrs.size(), 8) + count * sizeof(ChunkIndex);
+      head =
+          AlignUp(r.inode_size() + r.xattr_size, 8) + r.inode->chunks.size() * sizeof(ChunkIndex);
     } else {
       r.layout = r.inode->is_regular() ? DataLayout::kChunkBased : DataLayout::kFlatPlain;
     }
     r.offset = cursor_;
-    r.nid = (cursor_ - uint64_t{meta_blkaddr_} * kBlockSize) / kInodeSlotSize;
     cursor_ += head;
   }
 }
@@ -235,7 +308,7 @@ void Layout::WriteSuperblocks() {
   sb.magic = kErofsMagic;
   sb.feature_compat = kFeatureCompatRafsV6;
   sb.blkszbits = kBlockSizeBits;
-  sb.root_nid = static_cast<uint16_t>(records_[0].nid);
+  sb.root_nid = static_cast<uint16_t>(NidOf(records_.front()));
   sb.inos = records_.size();
   sb.build_time = options_.build_time;
   sb.meta_blkaddr = meta_blkaddr_;
@@ -292,7 +365,7 @@ void Layout::WriteSuperblocks() {
   Store(out_, kExtSuperblockOffset, ext);
 }
 
-void Layout::WriteInode(const Record& r) {
+void Layout::WriteInode(const Record& r, uint32_t ino) {
   const TreeInode& in = *r.inode;
   uint16_t format =
       static_cast<uint16_t>((static_cast<uint16_t>(r.layout) << kInodeDataLayoutShift) |
@@ -305,11 +378,9 @@ void Layout::WriteInode(const Record& r) {
   } else if (S_ISCHR(in.mode) || S_ISBLK(in.mode)) {
     u = in.rdev;
   }
-  uint16_t icount =
-      r.xattrs.empty()
-          ? 0
-          : static_cast<uint16_t>((r.xattrs.size() - sizeof(XattrIbodyHeader)) / 4 + 1);
-  auto ino = static_cast<uint32_t>(&r - records_.data() + 1);
+  uint16_t icount = r.xattr_size == 0
+                        ? 0
+                        : static_cast<uint16_t>((r.xattr_size - sizeof(XattrIbodyHeader)) / 4 + 1);
   if (r.extended) {
     ExtendedInode e{format,   icount,        static_cast<uint16_t>(in.mode),
                     0,        r.size(),      u,
@@ -332,19 +403,22 @@ void Layout::WriteInode(const Record& r) {
     Store(out_, r.offset, c);
   }
   uint64_t pos = r.offset + r.inode_size();
-  std::memcpy(out_.data() + pos, r.xattrs.data(), r.xattrs.size());
-  pos += r.xattrs.size();
+  if (r.xattr_size > 0) EncodeXattrs(in.xattrs(), out_.data() + pos);
+  pos += r.xattr_size;
   if (S_ISLNK(in.mode)) {
     uint64_t at = r.layout == DataLayout::kFlatInline ? pos : uint64_t{r.blkaddr} * kBlockSize;
-    std::memcpy(out_.data() + at, in.symlink.data(), in.symlink.size());
+    std::memcpy(out_.data() + at, in.symlink().data(), in.symlink().size());
   }
   if (r.layout == DataLayout::kChunkBased) {
     pos = AlignUp(pos, 8);
-    for (const ChunkRef& c : in.chunks) {
-      ChunkIndex index{static_cast<uint16_t>(c.ci_index & 0xffff),
-                       static_cast<uint16_t>((c.blob_index + 1) | ((c.ci_index >> 16) << 8)),
-                       static_cast<uint32_t>(c.uncompressed_offset / kBlockSize)};
-      if (c.hole) index = {0, 0, 0xFFFFFFFF};
+    for (uint32_t slot : in.chunks) {
+      ChunkIndex index{0, 0, 0xFFFFFFFF};  // a hole
+      if (slot != kHoleChunk) {
+        const ChunkRef& c = tree_.chunk(slot);
+        index = {static_cast<uint16_t>(c.ci_index & 0xffff),
+                 static_cast<uint16_t>((c.blob_index + 1) | ((c.ci_index >> 16) << 8)),
+                 static_cast<uint32_t>(c.uncompressed_offset / kBlockSize)};
+      }
       Store(out_, pos, index);
       pos += sizeof(ChunkIndex);
     }
@@ -352,15 +426,17 @@ void Layout::WriteInode(const Record& r) {
 }
 
 void Layout::WriteDirectory(const Record& r) {
-  uint64_t base = r.layout == DataLayout::kFlatInline ? r.offset + r.inode_size() + r.xattrs.size()
+  uint64_t base = r.layout == DataLayout::kFlatInline ? r.offset + r.inode_size() + r.xattr_size
                                                       : uint64_t{r.blkaddr} * kBlockSize;
+  ListDirents(*r.inode, *records_[r.parent].inode, dirents_);
+  PackDirents(dirents_, block_ends_);
   size_t begin = 0;
-  for (size_t block = 0; block < r.block_ends.size(); ++block) {
-    size_t end = r.block_ends[block];
+  for (size_t block = 0; block < block_ends_.size(); ++block) {
+    size_t end = block_ends_[block];
     uint64_t block_start = base + block * kBlockSize;
     uint64_t nameoff = (end - begin) * sizeof(Dirent);
     for (size_t i = begin; i < end; ++i) {
-      const auto& [name, target] = r.dirents[i];
+      const auto& [name, target] = dirents_[i];
       Dirent d{NidOf(target), static_cast<uint16_t>(nameoff),
                static_cast<uint8_t>(FileTypeFromMode(target->mode)), 0};
       Store(out_, block_start + (i - begin) * sizeof(Dirent), d);
@@ -372,37 +448,52 @@ void Layout::WriteDirectory(const Record& r) {
 }
 
 void Layout::WriteInodes() {
-  for (const Record& r : records_) {
-    WriteInode(r);
+  for (size_t i = 0; i < records_.size(); ++i) {
+    const Record& r = records_[i];
+    WriteInode(r, static_cast<uint32_t>(i + 1));
     if (r.inode->is_dir()) WriteDirectory(r);
   }
 }
 
-void Layout::WriteChunkTable() {
-  std::unordered_map<uint64_t, size_t> seen;
+void Layout::CollectChunkTable() {
+  // Each distinct (blob, chunk) once, recorded with the file offset of its first use.
+  absl::flat_hash_set<uint64_t> seen;
   for (const Record& r : records_) {
-    for (const ChunkRef& c : r.inode->chunks) {
-      if (c.hole) continue;
-      uint64_t key = (uint64_t{c.blob_index} << 32) | c.ci_index;
-      if (!seen.emplace(key, chunk_table_.size()).second) continue;
-      ChunkInfo info{};
-      std::memcpy(info.digest, c.digest.bytes.data(), 32);
-      info.blob_index = c.blob_index;
-      info.flags = c.compressed ? uint32_t{kChunkCompressed} : 0u;
-      info.compressed_size = c.compressed_size;
-      info.uncompressed_size = c.uncompressed_size;
-      info.compressed_offset = c.compressed_offset;
-      info.uncompressed_offset = c.uncompressed_offset;
-      info.file_offset = c.file_offset;
-      info.index = c.ci_index;
-      chunk_table_.push_back(info);
+    const ChunkList& chunks = r.inode->chunks;
+    for (size_t i = 0; i < chunks.size(); ++i) {
+      if (chunks[i] == kHoleChunk) continue;
+      const ChunkRef& c = tree_.chunk(chunks[i]);
+      if (!seen.insert((uint64_t{c.blob_index} << 32) | c.ci_index).second) continue;
+      chunk_table_.push_back({chunks[i], uint64_t{i} * options_.chunk_size});
     }
   }
-  std::sort(chunk_table_.begin(), chunk_table_.end(), [](const ChunkInfo& a, const ChunkInfo& b) {
-    int cmp = std::memcmp(a.digest, b.digest, 32);
-    if (cmp != 0) return cmp < 0;
-    return std::tie(a.blob_index, a.index) < std::tie(b.blob_index, b.index);
-  });
+  std::sort(chunk_table_.begin(), chunk_table_.end(),
+            [&](const TableEntry& x, const TableEntry& y) {
+              const ChunkRef& a = tree_.chunk(x.slot);
+              const ChunkRef& b = tree_.chunk(y.slot);
+              int cmp = std::memcmp(a.digest.bytes.data(), b.digest.bytes.data(), 32);
+              if (cmp != 0) return cmp < 0;
+              return std::tie(a.blob_index, a.ci_index) < std::tie(b.blob_index, b.ci_index);
+            });
+}
+
+void Layout::WriteChunkTable() {
+  uint64_t pos = chunk_table_offset_;
+  for (const TableEntry& entry : chunk_table_) {
+    const ChunkRef& c = tree_.chunk(entry.slot);
+    ChunkInfo info{};
+    std::memcpy(info.digest, c.digest.bytes.data(), 32);
+    info.blob_index = c.blob_index;
+    info.flags = c.compressed ? uint32_t{kChunkCompressed} : 0u;
+    info.compressed_size = c.compressed_size;
+    info.uncompressed_size = c.uncompressed_size;
+    info.compressed_offset = c.compressed_offset;
+    info.uncompressed_offset = c.uncompressed_offset;
+    info.file_offset = entry.file_offset;
+    info.index = c.ci_index;
+    Store(out_, pos, info);
+    pos += sizeof(ChunkInfo);
+  }
 }
 
 absl::StatusOr<std::string> Layout::Write() {
@@ -415,13 +506,10 @@ absl::StatusOr<std::string> Layout::Write() {
   PlaceInodes(AlignUp(prefetch_offset_ + prefetch_bytes, kBlockSize) + kBlockSize);
   PlaceDataBlocks();
   RETURN_IF_ERROR(ResolvePrefetch());
-  WriteChunkTable();
+  CollectChunkTable();
   out_.assign(AlignUp(chunk_table_offset_ + chunk_table_.size() * sizeof(ChunkInfo), kBlockSize),
               '\0');
-  if (!chunk_table_.empty()) {
-    std::memcpy(out_.data() + chunk_table_offset_, chunk_table_.data(),
-                chunk_table_.size() * sizeof(ChunkInfo));
-  }
+  WriteChunkTable();
   WriteInodes();
   WriteSuperblocks();
   return std::move(out_);

@@ -6,10 +6,10 @@
 #include <deque>
 #include <filesystem>
 #include <functional>
+#include <optional>
 #include <set>
-#include <unordered_map>
-#include <unordered_set>
 
+#include "absl/container/flat_hash_set.h"
 #include "base/file.h"
 #include "base/status_macros.h"
 #include "base/strings.h"
@@ -25,22 +25,62 @@ std::pair<std::string, std::string_view> SplitParent(std::string_view path) {
   return {std::string(path.substr(0, slash)), path.substr(slash + 1)};
 }
 
+// The slots of a tree's chunk table, found by digest. Hashing and comparing the digests the
+// slots point to, the set holds 4 bytes a chunk where a map from digest to chunk would hold a
+// second copy of the digest and a node per chunk.
+class ChunkSlotsByDigest {
+ public:
+  explicit ChunkSlotsByDigest(const Tree& tree) : slots_(0, Hash{&tree}, Eq{&tree}) {}
+
+  // The slot of a chunk with this digest, if any.
+  std::optional<uint32_t> Find(const DigestBytes& digest) const {
+    auto it = slots_.find(digest);
+    if (it == slots_.end()) return std::nullopt;
+    return *it;
+  }
+  // Records `slot` under its chunk's digest unless a slot has that digest already.
+  void Insert(uint32_t slot) { slots_.insert(slot); }
+  void Clear() { slots_ = Slots(0, slots_.hash_function(), slots_.key_eq()); }
+
+ private:
+  struct Hash {
+    using is_transparent = void;  // NOLINT(readability-identifier-naming): the standard's name
+    const Tree* tree;
+    size_t operator()(const DigestBytes& digest) const { return DigestBytesHash()(digest); }
+    size_t operator()(uint32_t slot) const { return (*this)(tree->chunk(slot).digest.bytes); }
+  };
+  struct Eq {
+    using is_transparent = void;  // NOLINT(readability-identifier-naming): the standard's name
+    const Tree* tree;
+    const DigestBytes& DigestOf(uint32_t slot) const { return tree->chunk(slot).digest.bytes; }
+    const DigestBytes& DigestOf(const DigestBytes& digest) const { return digest; }
+    template <typename A, typename B>
+    bool operator()(const A& a, const B& b) const {
+      return DigestOf(a) == DigestOf(b);
+    }
+  };
+  using Slots = absl::flat_hash_set<uint32_t, Hash, Eq>;
+  Slots slots_;
+};
+
 class LayerBuilder {
  public:
   explicit LayerBuilder(const LayerBuildOptions& options)
       : options_(options),
-        pipeline_({.compressor = options.compressor,
-                   .compression_level = options.compression_level,
-                   .digester = options.digester,
-                   .threads = options.threads,
-                   .window_bytes = options.window_bytes}) {}
+        pipeline_(std::make_unique<ChunkPipeline>(
+            ChunkPipelineOptions{.compressor = options.compressor,
+                                 .compression_level = options.compression_level,
+                                 .digester = options.digester,
+                                 .threads = options.threads,
+                                 .window_bytes = options.window_bytes})),
+        known_chunks_(tree_) {}
 
   absl::StatusOr<LayerBuildResult> Build(EntrySource& source);
 
  private:
   struct Pending {
     std::shared_ptr<TreeInode> inode;
-    size_t index;
+    uint32_t index;
   };
 
   absl::Status LoadChunkDicts();
@@ -57,11 +97,14 @@ class LayerBuilder {
   absl::Status Finish(LayerBuildResult& result);
 
   const LayerBuildOptions& options_;
-  ChunkPipeline pipeline_;
+  std::unique_ptr<ChunkPipeline> pipeline_;  // released once every chunk is stored
   std::unique_ptr<BlobWriter> writer_;
   Tree tree_;
   std::deque<Pending> pending_;
-  std::unordered_map<DigestBytes, ChunkRef, DigestBytesHash> known_chunks_;
+  // The slots of tree_'s chunk table, stored or from a dictionary, by digest: what a new chunk
+  // is deduplicated against. Provisional blob indexes in the table: 0 = this layer's blob, 1.. =
+  // dictionary blobs.
+  ChunkSlotsByDigest known_chunks_;
   std::vector<BlobInfo> dict_blobs_;  // provisional blob index = 1 + position
   std::set<std::string> opaque_dirs_;
   LayerBuildStats stats_;
@@ -80,43 +123,54 @@ absl::Status LayerBuilder::LoadChunkDicts() {
     for (const BlobInfo& blob : dict->blobs()) dict_blobs_.push_back(blob);
     for (const ChunkInfo& info : dict->ChunkTable()) {
       ChunkRef ref = ChunkRefFromInfo(info, options_.digester);
+      if (known_chunks_.Find(ref.digest.bytes)) continue;  // the first one found is used
       ref.blob_index = base + info.blob_index;
-      known_chunks_.emplace(ref.digest.bytes, ref);
-      pipeline_.MarkKnown(ref.digest);
+      ASSIGN_OR_RETURN(uint32_t slot, tree_.AddChunk(ref));
+      known_chunks_.Insert(slot);
+      pipeline_->MarkKnown(ref.digest);
     }
   }
   return absl::OkStatus();
 }
 
 absl::Status LayerBuilder::CommitOne() {
-  ASSIGN_OR_RETURN(PreparedChunk chunk, pipeline_.Next());
+  ASSIGN_OR_RETURN(PreparedChunk chunk, pipeline_->Next());
   Pending pending = std::move(pending_.front());
   pending_.pop_front();
   ++stats_.chunks;
-  ChunkRef ref;
-  auto it = known_chunks_.find(chunk.digest.bytes);
-  if (it != known_chunks_.end()) {
-    ref = it->second;
-    ++(ref.blob_index == 0 ? stats_.chunks_deduplicated : stats_.chunks_from_dict);
+  std::optional<uint32_t> slot = known_chunks_.Find(chunk.digest.bytes);
+  if (slot) {
+    ++(tree_.chunk(*slot).blob_index == 0 ? stats_.chunks_deduplicated : stats_.chunks_from_dict);
   } else {
     if (chunk.skipped) return absl::InternalError("a chunk skipped as known is not known");
     Digest digest = chunk.digest;
-    ASSIGN_OR_RETURN(ref, writer_->Append(std::move(chunk)));
-    known_chunks_.emplace(digest.bytes, ref);
-    pipeline_.MarkKnown(digest);
+    ASSIGN_OR_RETURN(ChunkRef ref, writer_->Append(std::move(chunk)));
+    ASSIGN_OR_RETURN(slot, tree_.AddChunk(ref));
+    known_chunks_.Insert(*slot);
+    pipeline_->MarkKnown(digest);
     ++stats_.chunks_stored;
   }
-  ref.file_offset = uint64_t{pending.index} * options_.chunk_size;
-  pending.inode->chunks[pending.index] = ref;
+  pending.inode->chunks[pending.index] = *slot;
   return absl::OkStatus();
 }
 
 absl::Status LayerBuilder::AddFileData(const std::shared_ptr<TreeInode>& inode,
                                        const SourceEntry& entry, EntrySource& source) {
   uint64_t count = (entry.size + options_.chunk_size - 1) / options_.chunk_size;
-  inode->chunks.resize(count);
+  if (count >= kHoleChunk) {
+    return absl::InvalidArgumentError(
+        StrCat("\"", entry.path, "\": ", entry.size, " bytes is too big a file"));
+  }
+  inode->chunks = ChunkList(count);  // every slot a hole until its chunk is stored
   for (uint64_t i = 0; i < count; ++i) {
     uint64_t want = std::min<uint64_t>(options_.chunk_size, entry.size - i * options_.chunk_size);
+    // A hole of a sparse file as big as the chunk costs nothing: no zeros to hash or store.
+    ASSIGN_OR_RETURN(bool hole, source.SkipHole(want));
+    if (hole) {
+      ++stats_.chunks;
+      ++stats_.hole_chunks;
+      continue;
+    }
     ChunkBuffer data(want);  // not zero-filled: the source overwrites every byte
     for (uint64_t got = 0; got < want;) {
       ASSIGN_OR_RETURN(size_t n, source.Read(data.data() + got, want - got));
@@ -128,9 +182,9 @@ absl::Status LayerBuilder::AddFileData(const std::shared_ptr<TreeInode>& inode,
       got += n;
     }
     stats_.bytes_in += want;
-    pipeline_.Submit(std::move(data));
-    pending_.push_back({inode, i});
-    while (pipeline_.full()) RETURN_IF_ERROR(CommitOne());
+    pipeline_->Submit(std::move(data));
+    pending_.push_back({inode, static_cast<uint32_t>(i)});
+    while (pipeline_->full()) RETURN_IF_ERROR(CommitOne());
   }
   return absl::OkStatus();
 }
@@ -163,11 +217,14 @@ absl::Status LayerBuilder::AddEntry(const SourceEntry& entry, EntrySource& sourc
   inode->gid = entry.gid;
   inode->mtime = entry.mtime;
   inode->mtime_nsec = entry.mtime_nsec;
-  inode->xattrs = entry.xattrs;
-  std::sort(inode->xattrs.begin(), inode->xattrs.end());
+  if (!entry.xattrs.empty()) {
+    Xattrs& xattrs = inode->mutable_xattrs();
+    xattrs = entry.xattrs;
+    std::sort(xattrs.begin(), xattrs.end());
+  }
   if (S_ISCHR(entry.mode) || S_ISBLK(entry.mode))
     inode->rdev = EncodeDev(entry.rdev_major, entry.rdev_minor);
-  if (S_ISLNK(entry.mode)) inode->symlink = entry.symlink;
+  if (S_ISLNK(entry.mode)) inode->set_symlink(entry.symlink);
   if (S_ISREG(entry.mode)) {
     inode->size = entry.size;
     ++stats_.files;
@@ -180,7 +237,9 @@ std::vector<uint32_t> LayerBuilder::RemapBlobIndexes() {
   // Provisional indexes: 0 = this layer's blob, 1.. = dictionary blobs. Only used ones stay.
   std::vector<bool> used(1 + dict_blobs_.size(), false);
   tree_.ForEachInode([&](TreeInode& inode) {
-    for (const ChunkRef& c : inode.chunks) used[c.blob_index] = true;
+    for (uint32_t slot : inode.chunks) {
+      if (slot != kHoleChunk) used[tree_.chunk(slot).blob_index] = true;
+    }
   });
   std::vector<uint32_t> order;
   std::vector<uint32_t> remap(used.size(), 0);
@@ -189,9 +248,8 @@ std::vector<uint32_t> LayerBuilder::RemapBlobIndexes() {
     remap[i] = static_cast<uint32_t>(order.size());
     order.push_back(i);
   }
-  tree_.ForEachInode([&](TreeInode& inode) {
-    for (ChunkRef& c : inode.chunks) c.blob_index = remap[c.blob_index];
-  });
+  // Chunks of unused dictionary blobs get index 0 too: no file refers to them.
+  for (ChunkRef& c : tree_.mutable_chunks()) c.blob_index = remap[c.blob_index];
   return order;
 }
 
@@ -212,14 +270,18 @@ absl::Status LayerBuilder::ApplyOpaqueDirs() {
       return absl::InvalidArgumentError(
           StrCat("opaque whiteout inside non-directory \"", dir, "\""));
     }
-    inode->xattrs.emplace_back(kOpaqueXattr, "y");
-    std::sort(inode->xattrs.begin(), inode->xattrs.end());
+    Xattrs& xattrs = inode->mutable_xattrs();
+    xattrs.emplace_back(kOpaqueXattr, "y");
+    std::sort(xattrs.begin(), xattrs.end());
   }
   return absl::OkStatus();
 }
 
 absl::Status LayerBuilder::Finish(LayerBuildResult& result) {
   while (!pending_.empty()) RETURN_IF_ERROR(CommitOne());
+  // What only the data phase needed goes before the bootstrap is laid out.
+  pipeline_.reset();
+  known_chunks_.Clear();
   RETURN_IF_ERROR(ApplyOpaqueDirs());
   std::vector<uint32_t> order = RemapBlobIndexes();
   BootstrapOptions boot{.chunk_size = options_.chunk_size,

@@ -10,8 +10,10 @@
 //   ASSIGN_OR_RETURN(LayerBuildResult result, BuildLayer(source, options));
 //   RETURN_IF_ERROR(WriteFileAtomically("out.boot", result.bootstrap));
 //
-// OCI whiteouts (".wh.<name>", ".wh..wh..opq") become their overlayfs form in the tree. A failed
-// build leaves no blob behind.
+// OCI whiteouts (".wh.<name>", ".wh..wh..opq") become their overlayfs form in the tree. Holes of
+// sparse files (EntrySource::SkipHole) that span a whole chunk become hole chunks (no data: read
+// as zeros by our reader and the kernel's), so they are never materialized. A failed build
+// leaves no blob behind.
 #pragma once
 
 #include <cstdint>
@@ -62,10 +64,11 @@ struct LayerBuildOptions {
 struct LayerBuildStats {
   uint64_t files = 0;
   uint64_t bytes_in = 0;       // file content read
-  uint64_t chunks = 0;         // chunks of all files
+  uint64_t chunks = 0;         // chunks of all files, holes included
   uint64_t chunks_stored = 0;  // new chunks written to the blob
   uint64_t chunks_deduplicated = 0;
   uint64_t chunks_from_dict = 0;
+  uint64_t hole_chunks = 0;  // chunk-sized holes of sparse files: recorded, never read or stored
 };
 
 struct LayerBuildResult {

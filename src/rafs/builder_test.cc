@@ -16,7 +16,9 @@
 #include "rafs/blob_meta.h"
 #include "rafs/chunk_reader.h"
 #include "rafs/compression.h"
+#include "rafs/tar_source.h"
 #include "rafs/tree_snapshot.h"
+#include "tar/tar_testing.h"
 
 namespace naiad::rafs {
 namespace {
@@ -279,6 +281,90 @@ TEST_F(BuilderTest, CompressionLevelReachesEveryZstdChunk) {
                        Build({.compressor = Compressor::kLz4Block, .compression_level = 1}));
   ASSERT_OK_AND_ASSIGN(LayerBuildResult lz4_default, Build({.compressor = Compressor::kLz4Block}));
   EXPECT_EQ(lz4.blob->id, lz4_default.blob->id);
+}
+
+// Writes a sparse file: `size` bytes of hole with `data` at the given offsets. False when the file
+// system stores the holes anyway (nothing to test then).
+bool WriteSparse(const std::string& path, uint64_t size,
+                 const std::vector<std::pair<uint64_t, std::string>>& data) {
+  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+  EXPECT_GE(fd.get(), 0);
+  EXPECT_EQ(::ftruncate(fd.get(), static_cast<off_t>(size)), 0);
+  for (const auto& [offset, bytes] : data) {
+    EXPECT_EQ(::pwrite(fd.get(), bytes.data(), bytes.size(), static_cast<off_t>(offset)),
+              static_cast<ssize_t>(bytes.size()));
+  }
+  struct stat st;
+  EXPECT_EQ(::fstat(fd.get(), &st), 0);
+  return static_cast<uint64_t>(st.st_blocks) * 512 < size / 2;
+}
+
+// A directory's sparse files: SEEK_DATA finds the holes, which become hole chunks.
+TEST_F(BuilderTest, HolesOfSparseFilesInDirectoriesAreHoleChunks) {
+  constexpr uint64_t kSize = (uint64_t{200} << 20) + 77;  // the last chunk is short
+  if (!WriteSparse(src_ + "/disk.img", kSize,
+                   {{0, "head"}, {(uint64_t{100} << 20) - 2, "across"}, {kSize - 3, "end"}})) {
+    GTEST_SKIP() << "the file system here does not keep holes";
+  }
+  ASSERT_OK_AND_ASSIGN(LayerBuildResult result, Build({}));
+  // 201 chunks, of which four hold data: the first, the two around 100 MiB and the last.
+  EXPECT_EQ(result.stats.hole_chunks, 201u - 4);
+  ExpectImageEqualsSource(result);  // the holes read back as zeros
+  ASSERT_OK_AND_ASSIGN(auto boot, Bootstrap::FromBytes(result.bootstrap));
+  ASSERT_OK_AND_ASSIGN(auto chunks, boot->FileChunks(*boot->Resolve("/disk.img")));
+  ASSERT_EQ(chunks.size(), 201u);
+  EXPECT_FALSE(chunks[0].hole);
+  EXPECT_TRUE(chunks[1].hole);
+  EXPECT_FALSE(chunks[99].hole);
+  EXPECT_FALSE(chunks[100].hole);
+  EXPECT_FALSE(chunks[200].hole);
+  EXPECT_EQ(chunks[200].uncompressed_size, 77u);
+}
+
+// Holes of a GNU sparse tar entry at a small chunk size: a hole becomes hole chunks only where it
+// spans a whole chunk (a chunk with any data is stored with its zeros), including a short last
+// chunk; the file reads back exactly.
+TEST_F(BuilderTest, HolesOfSparseTarEntriesAreHoleChunks) {
+  constexpr uint64_t kSize = 10 * 4096 + 100;
+  const std::vector<std::pair<uint64_t, std::string>> segments = {
+      {4096 + 5, "in chunk 1"}, {3 * 4096 - 2, "2 and 3"}, {8 * 4096, std::string(4096, 'x')}};
+  std::string map, stored, want(kSize, '\0');
+  for (const auto& [offset, bytes] : segments) {
+    StrAppend(&map, map.empty() ? "" : ",", offset, ",", bytes.size());
+    stored += bytes;
+    want.replace(offset, bytes.size(), bytes);
+  }
+  tar::testing::TarBuilder tar;
+  tar.Pax({{"GNU.sparse.map", map},
+           {"GNU.sparse.realsize", std::to_string(kSize)},
+           {"GNU.sparse.name", "f"}});
+  tar.Add({.name = "GNUSparseFile.0/f"}, stored);
+  for (Compressor compressor : {Compressor::kZstd, Compressor::kNone}) {
+    SCOPED_TRACE(CompressorName(compressor));
+    ASSERT_OK_AND_ASSIGN(
+        auto source, TarSource::FromStream(std::make_unique<tar::StringInputStream>(tar.Finish())));
+    ASSERT_OK_AND_ASSIGN(
+        LayerBuildResult result,
+        BuildLayer(*source,
+                   {.chunk_size = 4096, .compressor = compressor, .blob_dir = dir_.Join("blobs")}));
+    // Chunks 1, 2, 3 and 8 hold data; 0, 4-7, 9 and the 100-byte chunk 10 are holes.
+    EXPECT_EQ(result.stats.hole_chunks, 7u);
+    EXPECT_EQ(result.stats.chunks, 11u);
+    EXPECT_EQ(result.stats.bytes_in, 4u * 4096);
+    ASSERT_OK_AND_ASSIGN(auto boot, Bootstrap::FromBytes(result.bootstrap));
+    ASSERT_OK_AND_ASSIGN(auto reader, LocalChunkReader::Open(*boot, {dir_.Join("blobs")}));
+    ASSERT_OK_AND_ASSIGN(uint64_t nid, boot->Resolve("/f"));
+    std::string got;
+    ASSERT_OK(reader->ReadFile(nid, [&](std::string_view data) {
+      got += data;
+      return absl::OkStatus();
+    }));
+    EXPECT_TRUE(got == want);
+    ASSERT_OK_AND_ASSIGN(auto chunks, boot->FileChunks(nid));
+    std::string holes;
+    for (const ChunkRef& c : chunks) holes += c.hole ? 'h' : 'd';
+    EXPECT_EQ(holes, "hdddhhhhdhh");
+  }
 }
 
 }  // namespace

@@ -25,9 +25,9 @@
 #include <memory>
 #include <mutex>
 #include <thread>
-#include <unordered_set>
 #include <vector>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "rafs/blob_writer.h"
 
@@ -88,7 +88,7 @@ class ChunkPipeline {
   std::deque<std::shared_ptr<Job>> queue_;  // not yet picked by a worker
   bool stopping_ = false;
   std::mutex known_mu_;
-  std::unordered_set<DigestBytes, DigestBytesHash> known_;
+  absl::flat_hash_set<DigestBytes, DigestBytesHash> known_;
   std::vector<std::thread> workers_;
 };
 

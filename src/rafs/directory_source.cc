@@ -84,6 +84,7 @@ absl::StatusOr<SourceEntry> DirectorySource::Stat(const std::string& relative) {
   ASSIGN_OR_RETURN(e.xattrs, ReadXattrs(path));
   if (S_ISREG(st.st_mode)) {
     e.size = static_cast<uint64_t>(st.st_size);
+    allocated_ = static_cast<uint64_t>(st.st_blocks) * 512;
     if (st.st_nlink > 1) {
       uint64_t key = (uint64_t{st.st_dev} << 40) ^ st.st_ino;
       auto [it, inserted] = seen_inodes_.emplace(key, relative);
@@ -117,8 +118,25 @@ absl::StatusOr<std::optional<SourceEntry>> DirectorySource::Next() {
   } else if (S_ISREG(entry.mode) && entry.hardlink_to.empty()) {
     fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd_ < 0) return ErrnoError(errno, StrCat("open ", path));
+    may_have_holes_ = allocated_ < entry.size;
   }
   return entry;
+}
+
+absl::StatusOr<bool> DirectorySource::SkipHole(uint64_t size) {
+  if (fd_ < 0 || !may_have_holes_ || size == 0) return false;
+  off_t pos = ::lseek(fd_, 0, SEEK_CUR);
+  if (pos < 0) return ErrnoError(errno, "lseek");
+  off_t data = ::lseek(fd_, pos, SEEK_DATA);  // moves the file position: restored below
+  if (data < 0 && errno != ENXIO) {
+    may_have_holes_ = false;  // no SEEK_DATA here (EINVAL): read everything
+    return false;
+  }
+  // ENXIO: no data from `pos` to the end of the file.
+  bool hole = data < 0 || static_cast<uint64_t>(data - pos) >= size;
+  off_t next = hole ? pos + static_cast<off_t>(size) : pos;
+  if (::lseek(fd_, next, SEEK_SET) < 0) return ErrnoError(errno, "lseek");
+  return hole;
 }
 
 absl::StatusOr<size_t> DirectorySource::Read(char* buf, size_t size) {

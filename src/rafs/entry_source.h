@@ -39,6 +39,15 @@ class EntrySource {
   virtual absl::StatusOr<std::optional<SourceEntry>> Next() = 0;
   // Content of the current regular file; 0 at its end.
   virtual absl::StatusOr<size_t> Read(char* buf, size_t size) = 0;
+  // If the next `size` bytes of the current regular file are a hole that the source knows of
+  // without reading it (a hole of a sparse file: zeros), moves past them and returns true;
+  // otherwise returns false and stays where it is. The builder records such chunks as holes, so
+  // a huge sparse file costs an index entry per chunk instead of its size in zeros to hash and
+  // compress. Sources that know of no holes keep this default.
+  virtual absl::StatusOr<bool> SkipHole(uint64_t size) {
+    (void)size;
+    return false;
+  }
 };
 
 // Walks a directory tree (not following symlinks), in sorted order. Hardlinks are reported as
@@ -50,6 +59,8 @@ class DirectorySource : public EntrySource {
 
   absl::StatusOr<std::optional<SourceEntry>> Next() override;
   absl::StatusOr<size_t> Read(char* buf, size_t size) override;
+  // Holes of sparse files, found with lseek(SEEK_DATA) where the file system supports it.
+  absl::StatusOr<bool> SkipHole(uint64_t size) override;
 
  private:
   explicit DirectorySource(std::string root) : root_(std::move(root)) {}
@@ -59,6 +70,8 @@ class DirectorySource : public EntrySource {
   std::vector<std::string> pending_;  // relative paths, popped from the back
   std::unordered_map<uint64_t, std::string> seen_inodes_;
   int fd_ = -1;
+  uint64_t allocated_ = 0;       // disk bytes of the last regular file stat'ed
+  bool may_have_holes_ = false;  // the open file has fewer blocks than its size needs
 };
 
 }  // namespace naiad::rafs

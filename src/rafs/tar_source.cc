@@ -70,4 +70,10 @@ absl::StatusOr<std::optional<SourceEntry>> TarSource::Next() {
 
 absl::StatusOr<size_t> TarSource::Read(char* buf, size_t size) { return reader_->Read(buf, size); }
 
+absl::StatusOr<bool> TarSource::SkipHole(uint64_t size) {
+  if (size == 0 || reader_->HoleAhead() < size) return false;
+  RETURN_IF_ERROR(reader_->SkipHole(size));
+  return true;
+}
+
 }  // namespace naiad::rafs

@@ -24,6 +24,8 @@ class TarSource : public EntrySource {
 
   absl::StatusOr<std::optional<SourceEntry>> Next() override;
   absl::StatusOr<size_t> Read(char* buf, size_t size) override;
+  // Holes of GNU sparse entries.
+  absl::StatusOr<bool> SkipHole(uint64_t size) override;
 
  private:
   explicit TarSource(std::unique_ptr<tar::Reader> reader) : reader_(std::move(reader)) {}

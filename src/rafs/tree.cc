@@ -1,12 +1,20 @@
 #include "rafs/tree.h"
 
 #include <algorithm>
-#include <unordered_set>
+#include <cstring>
+#include <iterator>
 
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "base/status_macros.h"
 #include "base/strings.h"
 
 namespace naiad::rafs {
+
+// A layer holds one per file: keep them small (see the header).
+static_assert(sizeof(ChunkList) == 16);
+static_assert(sizeof(TreeInode) <= 88);
+
 namespace {
 
 std::vector<std::string_view> SplitPath(std::string_view path) {
@@ -21,6 +29,27 @@ std::vector<std::string_view> SplitPath(std::string_view path) {
   return parts;
 }
 
+// A copy of `inode` without its children.
+std::shared_ptr<TreeInode> CopyAttributes(const TreeInode& inode) {
+  auto copy = std::make_shared<TreeInode>();
+  copy->mode = inode.mode;
+  copy->uid = inode.uid;
+  copy->gid = inode.gid;
+  copy->rdev = inode.rdev;
+  copy->size = inode.size;
+  copy->mtime = inode.mtime;
+  copy->mtime_nsec = inode.mtime_nsec;
+  copy->chunks = inode.chunks;
+  if (!inode.symlink().empty()) copy->set_symlink(std::string(inode.symlink()));
+  if (!inode.xattrs().empty()) copy->mutable_xattrs() = inode.xattrs();
+  return copy;
+}
+
+void DropOpaqueMarker(TreeInode& inode) {
+  if (inode.xattrs().empty()) return;
+  std::erase_if(inode.mutable_xattrs(), [](const auto& x) { return x.first == kOpaqueXattr; });
+}
+
 // Merges `upper` (a directory of a layer) into `lower` (the accumulated view).
 void MergeDir(TreeInode& lower, const TreeInode& upper) {
   for (const auto& [name, inode] : upper.children) {
@@ -32,28 +61,95 @@ void MergeDir(TreeInode& lower, const TreeInode& upper) {
     bool merge = inode->is_dir() && !inode->is_opaque() && it != lower.children.end() &&
                  it->second->is_dir();
     if (merge) {
-      auto merged = std::make_shared<TreeInode>(*inode);  // upper's attributes
+      std::shared_ptr<TreeInode> merged = CopyAttributes(*inode);  // upper's attributes
       merged->children = it->second->children;
       MergeDir(*merged, *inode);
       it->second = std::move(merged);
+      continue;
+    }
+    std::shared_ptr<TreeInode> replacement = inode;
+    if (inode->is_dir()) {
+      // An opaque or new directory: its own content only, with markers resolved.
+      replacement = CopyAttributes(*inode);
+      DropOpaqueMarker(*replacement);
+      MergeDir(*replacement, *inode);
+    }
+    if (it != lower.children.end()) {
+      it->second = std::move(replacement);
     } else {
-      lower.children[name] = inode;
-      if (inode->is_dir()) {
-        // An opaque or new directory: its own content only, with markers resolved.
-        auto copy = std::make_shared<TreeInode>(*inode);
-        copy->children.clear();
-        std::erase_if(copy->xattrs, [](const auto& x) { return x.first == kOpaqueXattr; });
-        MergeDir(*copy, *inode);
-        lower.children[name] = std::move(copy);
-      }
+      lower.children.emplace(name, std::move(replacement));  // the name lives in upper's arena
     }
   }
 }
 
 }  // namespace
 
+ChunkList::ChunkList(size_t count) : size_(static_cast<uint32_t>(count)) {
+  if (count > 1) {
+    heap_ = std::make_unique_for_overwrite<uint32_t[]>(count);
+    std::fill_n(heap_.get(), count, kHoleChunk);
+  }
+}
+
+ChunkList::ChunkList(const ChunkList& other) : size_(other.size_), inline_(other.inline_) {
+  if (size_ > 1) {
+    heap_ = std::make_unique_for_overwrite<uint32_t[]>(size_);
+    std::copy_n(other.heap_.get(), size_, heap_.get());
+  }
+}
+
+ChunkList& ChunkList::operator=(const ChunkList& other) {
+  if (this != &other) *this = ChunkList(other);
+  return *this;
+}
+
+ChunkList::ChunkList(ChunkList&& other) noexcept
+    : size_(std::exchange(other.size_, 0)),
+      inline_(std::exchange(other.inline_, kHoleChunk)),
+      heap_(std::move(other.heap_)) {}
+
+ChunkList& ChunkList::operator=(ChunkList&& other) noexcept {
+  size_ = std::exchange(other.size_, 0);
+  inline_ = std::exchange(other.inline_, kHoleChunk);
+  heap_ = std::move(other.heap_);
+  return *this;
+}
+
+TreeInode::TreeInode(const TreeInode& other)
+    : mode(other.mode),
+      uid(other.uid),
+      gid(other.gid),
+      rdev(other.rdev),
+      size(other.size),
+      mtime(other.mtime),
+      mtime_nsec(other.mtime_nsec),
+      chunks(other.chunks),
+      children(other.children),
+      extra_(other.extra_ ? std::make_unique<Extra>(*other.extra_) : nullptr) {}
+
+TreeInode& TreeInode::operator=(const TreeInode& other) {
+  if (this != &other) *this = TreeInode(other);
+  return *this;
+}
+
+void TreeInode::set_symlink(std::string target) {
+  if (target.empty() && extra_ == nullptr) return;
+  if (extra_ == nullptr) extra_ = std::make_unique<Extra>();
+  extra_->symlink = std::move(target);
+}
+
+const Xattrs& TreeInode::xattrs() const {
+  static const Xattrs* const kNone = new Xattrs();
+  return extra_ ? extra_->xattrs : *kNone;
+}
+
+Xattrs& TreeInode::mutable_xattrs() {
+  if (extra_ == nullptr) extra_ = std::make_unique<Extra>();
+  return extra_->xattrs;
+}
+
 bool TreeInode::is_opaque() const {
-  return is_dir() && std::any_of(xattrs.begin(), xattrs.end(), [](const auto& x) {
+  return is_dir() && std::any_of(xattrs().begin(), xattrs().end(), [](const auto& x) {
            return x.first == kOpaqueXattr && x.second == "y";
          });
 }
@@ -62,7 +158,26 @@ uint32_t EncodeDev(uint32_t major, uint32_t minor) {
   return (minor & 0xff) | ((major & 0xfff) << 8) | ((minor & ~0xffu) << 12);
 }
 
-Tree::Tree() : root_(std::make_shared<TreeInode>()) {}
+std::string_view NameArena::Add(std::string_view name) {
+  if (name.empty()) return {};
+  char* at;
+  if (name.size() > kBlockSize / 16) {
+    blocks_.push_back(std::make_unique_for_overwrite<char[]>(name.size()));  // a block of its own
+    at = blocks_.back().get();
+  } else {
+    if (name.size() > kBlockSize - used_) {
+      blocks_.push_back(std::make_unique_for_overwrite<char[]>(kBlockSize));
+      current_ = blocks_.back().get();
+      used_ = 0;
+    }
+    at = current_ + used_;
+    used_ += name.size();
+  }
+  std::memcpy(at, name.data(), name.size());
+  return {at, name.size()};
+}
+
+Tree::Tree() : root_(std::make_shared<TreeInode>()), arenas_({std::make_shared<NameArena>()}) {}
 
 absl::StatusOr<TreeInode*> Tree::ParentOf(std::string_view path, std::string_view* name) {
   std::vector<std::string_view> parts = SplitPath(path);
@@ -71,7 +186,7 @@ absl::StatusOr<TreeInode*> Tree::ParentOf(std::string_view path, std::string_vie
   for (size_t i = 0; i + 1 < parts.size(); ++i) {
     auto it = dir->children.find(parts[i]);
     if (it == dir->children.end()) {
-      it = dir->children.emplace(std::string(parts[i]), std::make_shared<TreeInode>()).first;
+      it = dir->children.emplace(InternName(parts[i]), std::make_shared<TreeInode>()).first;
     }
     if (!it->second->is_dir()) {
       return absl::InvalidArgumentError(
@@ -93,10 +208,14 @@ absl::Status Tree::Insert(std::string_view path, std::shared_ptr<TreeInode> inod
   std::string_view name;
   ASSIGN_OR_RETURN(TreeInode * parent, ParentOf(path, &name));
   auto it = parent->children.find(name);
-  if (it != parent->children.end() && it->second->is_dir() && inode->is_dir()) {
+  if (it == parent->children.end()) {
+    parent->children.emplace(InternName(name), std::move(inode));
+    return absl::OkStatus();
+  }
+  if (it->second->is_dir() && inode->is_dir()) {
     inode->children = std::move(it->second->children);  // a directory entry after its content
   }
-  parent->children[std::string(name)] = std::move(inode);
+  it->second = std::move(inode);
   return absl::OkStatus();
 }
 
@@ -112,7 +231,12 @@ absl::Status Tree::Link(std::string_view path, std::string_view target) {
   }
   std::string_view name;
   ASSIGN_OR_RETURN(TreeInode * parent, ParentOf(path, &name));
-  parent->children[std::string(name)] = *found;
+  auto it = parent->children.find(name);
+  if (it == parent->children.end()) {
+    parent->children.emplace(InternName(name), *std::move(found));
+  } else {
+    it->second = *std::move(found);
+  }
   return absl::OkStatus();
 }
 
@@ -126,13 +250,39 @@ absl::StatusOr<std::shared_ptr<TreeInode>> Tree::Find(std::string_view path) con
   return node;
 }
 
-void Tree::ApplyLayer(const Tree& upper) {
+absl::StatusOr<uint32_t> Tree::AddChunk(const ChunkRef& chunk) {
+  if (chunks_.size() >= kHoleChunk) {
+    return absl::ResourceExhaustedError(StrCat("more than ", kHoleChunk - 1, " distinct chunks"));
+  }
+  chunks_.push_back(chunk);
+  return static_cast<uint32_t>(chunks_.size() - 1);
+}
+
+absl::Status Tree::ApplyLayer(Tree upper) {
+  if (upper.chunks_.size() >= kHoleChunk - chunks_.size()) {
+    return absl::ResourceExhaustedError(StrCat("more than ", kHoleChunk - 1, " distinct chunks"));
+  }
+  // Upper's chunk slots move to the end of this tree's table.
+  auto base = static_cast<uint32_t>(chunks_.size());
+  if (base > 0 && !upper.chunks_.empty()) {
+    upper.ForEachInode([&](TreeInode& inode) {
+      for (uint32_t& slot : inode.chunks) {
+        if (slot != kHoleChunk) slot += base;
+      }
+    });
+  }
+  chunks_.insert(chunks_.end(), std::make_move_iterator(upper.chunks_.begin()),
+                 std::make_move_iterator(upper.chunks_.end()));
+  upper.chunks_.clear();
+  arenas_.insert(arenas_.end(), upper.arenas_.begin(), upper.arenas_.end());
+
   if (upper.root().is_opaque()) root_->children.clear();
-  auto merged = std::make_shared<TreeInode>(upper.root());
+  std::shared_ptr<TreeInode> merged = CopyAttributes(upper.root());
   merged->children = root_->children;
-  std::erase_if(merged->xattrs, [](const auto& x) { return x.first == kOpaqueXattr; });
+  DropOpaqueMarker(*merged);
   MergeDir(*merged, upper.root());
   root_ = std::move(merged);
+  return absl::OkStatus();
 }
 
 void Tree::Walk(const std::function<void(const std::string&, const TreeInode&)>& visit) const {
@@ -140,14 +290,14 @@ void Tree::Walk(const std::function<void(const std::string&, const TreeInode&)>&
                                                                           const TreeInode& inode) {
     visit(path, inode);
     for (const auto& [name, child] : inode.children) {
-      recurse(path.empty() ? name : path + "/" + name, *child);
+      recurse(path.empty() ? std::string(name) : StrCat(path, "/", name), *child);
     }
   };
   recurse("", *root_);
 }
 
 void Tree::ForEachInode(const std::function<void(TreeInode&)>& fn) {
-  std::unordered_set<const TreeInode*> seen;
+  absl::flat_hash_set<const TreeInode*> seen;
   std::function<void(TreeInode&)> recurse = [&](TreeInode& inode) {
     if (!seen.insert(&inode).second) return;
     fn(inode);
@@ -156,50 +306,112 @@ void Tree::ForEachInode(const std::function<void(TreeInode&)>& fn) {
   recurse(*root_);
 }
 
+namespace {
+
+// Loads a bootstrap's tree into a Tree, chunk references deduplicated into its chunk table.
+class BootstrapLoader {
+ public:
+  BootstrapLoader(const Bootstrap& boot, uint32_t blob_index_base, Tree& tree)
+      : boot_(boot), blob_index_base_(blob_index_base), tree_(tree) {}
+
+  absl::StatusOr<std::shared_ptr<TreeInode>> Load(uint64_t nid, int depth,
+                                                  std::string_view parent_path,
+                                                  std::string_view name);
+
+ private:
+  absl::Status LoadChunks(uint64_t nid, TreeInode& node);
+  absl::Status LoadChildren(uint64_t nid, int depth, const std::string& path, TreeInode& node);
+
+  const Bootstrap& boot_;
+  uint32_t blob_index_base_;
+  Tree& tree_;
+  absl::flat_hash_map<uint64_t, std::shared_ptr<TreeInode>> by_nid_;
+  absl::flat_hash_map<uint64_t, uint32_t> slot_by_chunk_;  // (blob << 32 | ci) -> slot
+  DirectoryClaims claims_;
+};
+
+absl::Status BootstrapLoader::LoadChunks(uint64_t nid, TreeInode& node) {
+  ASSIGN_OR_RETURN(std::vector<ChunkRef> chunks, boot_.FileChunks(nid));
+  if (chunks.size() >= kHoleChunk) {
+    return absl::DataLossError(StrCat("inode ", nid, " has ", chunks.size(), " chunks"));
+  }
+  node.chunks = ChunkList(chunks.size());
+  for (size_t i = 0; i < chunks.size(); ++i) {
+    ChunkRef& c = chunks[i];
+    if (c.hole) continue;  // the slot is kHoleChunk already
+    c.blob_index += blob_index_base_;
+    uint64_t key = (uint64_t{c.blob_index} << 32) | c.ci_index;
+    auto it = slot_by_chunk_.find(key);
+    if (it == slot_by_chunk_.end()) {
+      ASSIGN_OR_RETURN(uint32_t slot, tree_.AddChunk(c));
+      it = slot_by_chunk_.emplace(key, slot).first;
+    }
+    node.chunks[i] = it->second;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status BootstrapLoader::LoadChildren(uint64_t nid, int depth, const std::string& path,
+                                           TreeInode& node) {
+  RETURN_IF_ERROR(claims_.Claim(boot_, nid, path.empty() ? "/" : path));
+  ASSIGN_OR_RETURN(std::vector<DirEntry> entries, boot_.ReadDir(nid));
+  for (const DirEntry& e : entries) {
+    if (e.name == "." || e.name == "..") continue;
+    if (e.name.find('/') != std::string::npos) return absl::DataLossError("a name contains '/'");
+    ASSIGN_OR_RETURN(std::shared_ptr<TreeInode> child, Load(e.nid, depth + 1, path, e.name));
+    auto it = node.children.find(e.name);
+    if (it == node.children.end()) {
+      node.children.emplace(tree_.InternName(e.name), std::move(child));
+    } else {
+      it->second = std::move(child);
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::shared_ptr<TreeInode>> BootstrapLoader::Load(uint64_t nid, int depth,
+                                                                 std::string_view parent_path,
+                                                                 std::string_view name) {
+  if (depth > 1024) return absl::DataLossError("directory nesting deeper than 1024 (a cycle?)");
+  if (auto it = by_nid_.find(nid); it != by_nid_.end()) {
+    if (it->second->is_dir()) {
+      return absl::DataLossError(StrCat("directory inode ", nid, " is reachable twice (a cycle?)"));
+    }
+    return it->second;
+  }
+  ASSIGN_OR_RETURN(Inode inode, boot_.GetInode(nid));
+  auto node = std::make_shared<TreeInode>();
+  node->mode = inode.mode;
+  node->uid = inode.uid;
+  node->gid = inode.gid;
+  node->rdev = inode.rdev;
+  node->mtime = inode.mtime;
+  node->mtime_nsec = inode.mtime_nsec;
+  node->size = inode.is_regular() ? inode.size : 0;
+  ASSIGN_OR_RETURN(Xattrs xattrs, boot_.Xattrs(nid));
+  if (!xattrs.empty()) {
+    std::sort(xattrs.begin(), xattrs.end());
+    node->mutable_xattrs() = std::move(xattrs);
+  }
+  if (inode.is_symlink()) {
+    ASSIGN_OR_RETURN(std::string target, boot_.ReadLink(nid));
+    node->set_symlink(std::move(target));
+  }
+  if (inode.is_regular()) RETURN_IF_ERROR(LoadChunks(nid, *node));
+  by_nid_[nid] = node;
+  if (inode.is_dir()) {
+    std::string path = depth == 0 ? "" : StrCat(parent_path, "/", name);
+    RETURN_IF_ERROR(LoadChildren(nid, depth, path, *node));
+  }
+  return node;
+}
+
+}  // namespace
+
 absl::StatusOr<Tree> Tree::FromBootstrap(const Bootstrap& boot, uint32_t blob_index_base) {
   Tree tree;
-  std::map<uint64_t, std::shared_ptr<TreeInode>> by_nid;
-  std::function<absl::StatusOr<std::shared_ptr<TreeInode>>(uint64_t, int)> load =
-      [&](uint64_t nid, int depth) -> absl::StatusOr<std::shared_ptr<TreeInode>> {
-    if (depth > 1024) return absl::DataLossError("directory nesting deeper than 1024 (a cycle?)");
-    if (auto it = by_nid.find(nid); it != by_nid.end()) {
-      if (it->second->is_dir()) {
-        return absl::DataLossError(
-            StrCat("directory inode ", nid, " is reachable twice (a cycle?)"));
-      }
-      return it->second;
-    }
-    ASSIGN_OR_RETURN(Inode inode, boot.GetInode(nid));
-    auto node = std::make_shared<TreeInode>();
-    node->mode = inode.mode;
-    node->uid = inode.uid;
-    node->gid = inode.gid;
-    node->rdev = inode.rdev;
-    node->mtime = inode.mtime;
-    node->mtime_nsec = inode.mtime_nsec;
-    node->size = inode.is_regular() ? inode.size : 0;
-    ASSIGN_OR_RETURN(node->xattrs, boot.Xattrs(nid));
-    std::sort(node->xattrs.begin(), node->xattrs.end());
-    if (inode.is_symlink()) {
-      ASSIGN_OR_RETURN(node->symlink, boot.ReadLink(nid));
-    }
-    if (inode.is_regular()) {
-      ASSIGN_OR_RETURN(node->chunks, boot.FileChunks(nid));
-      for (ChunkRef& c : node->chunks) c.blob_index += blob_index_base;
-    }
-    by_nid[nid] = node;
-    if (inode.is_dir()) {
-      ASSIGN_OR_RETURN(std::vector<DirEntry> entries, boot.ReadDir(nid));
-      for (const DirEntry& e : entries) {
-        if (e.name == "." || e.name == "..") continue;
-        if (e.name.find('/') != std::string::npos)
-          return absl::DataLossError("a name contains '/'");
-        ASSIGN_OR_RETURN(node->children[e.name], load(e.nid, depth + 1));
-      }
-    }
-    return node;
-  };
-  ASSIGN_OR_RETURN(tree.root_, load(boot.root_nid(), 0));
+  BootstrapLoader loader(boot, blob_index_base, tree);
+  ASSIGN_OR_RETURN(tree.root_, loader.Load(boot.root_nid(), 0, "", ""));
   return tree;
 }
 

@@ -85,6 +85,9 @@ struct Reader::State {
   absl::Status ReadSparseMap10(std::vector<SparseSegment>* map);
   absl::StatusOr<size_t> ReadStored(char* buf, size_t n);
   absl::StatusOr<size_t> ReadSparse(char* buf, size_t n);
+  // Moves `segment` to the first segment not wholly before logical_pos; returns where the hole
+  // at logical_pos ends (logical_pos itself when the next byte is data).
+  uint64_t HoleEnd();
   // `missing` counts to the end of the entry's last block, padding included.
   absl::Status Truncated(uint64_t missing) const {
     return absl::DataLossError(StrCat("truncated tar: entry ", QuoteForMessage(raw_path),
@@ -110,6 +113,7 @@ struct Reader::State {
   size_t segment = 0;  // first segment not wholly before logical_pos
   uint64_t logical_pos = 0;
   uint64_t logical_size = 0;
+  uint64_t hole_bytes_read = 0;  // zeros Read() made up for holes, the whole archive
 };
 
 absl::StatusOr<std::optional<Entry>> Reader::State::Next() {
@@ -322,15 +326,27 @@ absl::StatusOr<size_t> Reader::State::ReadStored(char* buf, size_t n) {
   return got;
 }
 
-absl::StatusOr<size_t> Reader::State::ReadSparse(char* buf, size_t n) {
-  if (logical_pos >= logical_size || n == 0) return 0;
+uint64_t Reader::State::HoleEnd() {
   while (segment < map.size() && map[segment].offset + map[segment].length <= logical_pos) {
     ++segment;
   }
   // Past the last segment, or before the next one: a hole.
   uint64_t hole_end = segment < map.size() ? map[segment].offset : logical_size;
+  return std::max(hole_end, logical_pos);
+}
+
+absl::StatusOr<size_t> Reader::State::ReadSparse(char* buf, size_t n) {
+  if (logical_pos >= logical_size || n == 0) return 0;
+  uint64_t hole_end = HoleEnd();
   if (logical_pos < hole_end) {
     const size_t zeros = static_cast<size_t>(std::min<uint64_t>(n, hole_end - logical_pos));
+    if (zeros > options.max_hole_bytes_read - hole_bytes_read) {  // never more than the budget
+      return EntryError(
+          absl::StatusCode::kInvalidArgument, raw_path, header_offset,
+          StrCat("holes of sparse entries read as more than ", options.max_hole_bytes_read,
+                 " bytes of zeros (ReaderOptions::max_hole_bytes_read)"));
+    }
+    hole_bytes_read += zeros;
     std::memset(buf, 0, zeros);
     logical_pos += zeros;
     return zeros;
@@ -364,6 +380,26 @@ absl::StatusOr<size_t> Reader::Read(char* buf, size_t n) {
   absl::StatusOr<size_t> got = s.Read(buf, n);
   if (!got.ok()) s.status = got.status();
   return got;
+}
+
+uint64_t Reader::HoleAhead() const {
+  State& s = *state_;
+  if (!s.status.ok() || !s.in_entry || !s.has_content || !s.sparse) return 0;
+  return s.HoleEnd() - s.logical_pos;
+}
+
+absl::Status Reader::SkipHole(uint64_t n) {
+  State& s = *state_;
+  if (!s.status.ok()) return s.status;
+  if (n == 0) return absl::OkStatus();
+  uint64_t hole = HoleAhead();
+  if (n > hole) {
+    return absl::InvalidArgumentError(
+        StrCat("cannot skip ", n, " bytes of hole at offset ", s.logical_pos, " of tar entry ",
+               QuoteForMessage(s.raw_path), ": the hole there is ", hole, " bytes"));
+  }
+  s.logical_pos += n;
+  return absl::OkStatus();
 }
 
 uint64_t Reader::offset() const { return state_->source.offset(); }

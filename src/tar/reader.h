@@ -43,7 +43,8 @@
 //     kept as stored, and with reject_escaping_symlinks relative ones may not climb above the
 //     root (CheckSymlinkTarget());
 //   - sizes over max_entry_size, extended headers over 1 MiB, unknown type flags, malformed or
-//     out-of-range sparse maps, numeric fields that do not parse or ids over 32 bits.
+//     out-of-range sparse maps, numeric fields that do not parse or ids over 32 bits;
+//   - more than max_hole_bytes_read bytes of sparse holes read as zeros (a sparse-file bomb).
 // A header with a bad checksum and a stream that ends inside a header or an entry's data are
 // DataLoss. After any error the reader is finished: every later call returns the same error.
 //
@@ -110,6 +111,11 @@ struct ReaderOptions {
   uint64_t max_entry_size = uint64_t{1} << 40;
   // The read buffer; at least 64 KiB is used.
   size_t buffer_size = size_t{1} << 20;
+  // Zeros that Read() may make up for the holes of sparse entries, summed over the archive. A few
+  // bytes of sparse map can place a byte of data in every MiB of a huge file, and a consumer
+  // that reads (and hashes) the file a chunk at a time then handles a MiB of zeros per map line;
+  // past this budget Read() fails instead. Holes moved past with SkipHole() do not count.
+  uint64_t max_hole_bytes_read = uint64_t{16} << 30;
 };
 
 class Reader {
@@ -130,6 +136,16 @@ class Reader {
   // back as zeros. Returns 0 at the end of the entry (at once for non-regular entries, and
   // before the first Next()); may return fewer than `n` bytes before that.
   absl::StatusOr<size_t> Read(char* buf, size_t n);
+
+  // How many bytes from the current read position of a sparse entry are a hole: zeros that Read()
+  // makes up rather than reads, up to the next data segment or the end of the entry. 0 when the
+  // next byte is data, for entries that are not sparse, and after an error.
+  uint64_t HoleAhead() const;
+  // Moves the read position past `n` bytes of hole without producing them, for consumers that
+  // record holes rather than zeros (`naiad image create`: a 1 TiB sparse file of a few data bytes
+  // then costs a few index entries, not 1 TiB of zeros hashed). InvalidArgument if `n` exceeds
+  // HoleAhead(); no-op for 0.
+  absl::Status SkipHole(uint64_t n);
 
   // Bytes of the tar stream consumed so far, for progress reports.
   uint64_t offset() const;

@@ -179,6 +179,83 @@ TEST(TarHandBuiltSparse, Pax10Unaligned) {
   EXPECT_EQ(entries[0].content, want);
 }
 
+// A consumer that records holes instead of zeros: HoleAhead() says how far the hole at the read
+// position goes, SkipHole() moves past it without producing zeros, and Read() carries on with the
+// data after it.
+TEST(TarHandBuiltSparse, HolesAreSkippedWithoutProducingZeros) {
+  constexpr uint64_t kSize = uint64_t{1} << 36;    // 64 GiB, of which 5 bytes are stored
+  constexpr uint64_t kSecond = uint64_t{1} << 32;  // an offset that fits the header's octal field
+  // The entry after it shows that the stream stays in step.
+  std::string tar = GnuSparseHeader("s", {{5, 3}, {kSecond, 2}}, kSize, 5) + Padded("abcde") +
+                    MakeHeader({.name = "next", .size = 5}) + Padded("after") +
+                    std::string(1024, '\0');
+  ASSERT_OK_AND_ASSIGN(auto reader, Reader::Create(std::make_unique<StringInputStream>(tar)));
+  EXPECT_EQ(reader->HoleAhead(), 0u);  // before the first entry
+  ASSERT_OK_AND_ASSIGN(std::optional<Entry> entry, reader->Next());
+  ASSERT_TRUE(entry.has_value());
+  EXPECT_EQ(entry->size, kSize);
+  EXPECT_EQ(reader->HoleAhead(), 5u);
+  EXPECT_THAT(reader->SkipHole(6),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("the hole there is 5")));
+  ASSERT_OK(reader->SkipHole(2));
+  EXPECT_EQ(reader->HoleAhead(), 3u);
+  ASSERT_OK(reader->SkipHole(3));
+  EXPECT_EQ(reader->HoleAhead(), 0u);  // data: "abc"
+  char buf[8];
+  ASSERT_OK_AND_ASSIGN(size_t n, reader->Read(buf, 2));
+  EXPECT_EQ(std::string(buf, n), "ab");
+  EXPECT_EQ(reader->HoleAhead(), 0u);
+  ASSERT_OK_AND_ASSIGN(n, reader->Read(buf, 8));
+  EXPECT_EQ(std::string(buf, n), "c");
+  EXPECT_EQ(reader->HoleAhead(), kSecond - 8);
+  ASSERT_OK(reader->SkipHole(kSecond - 8));
+  ASSERT_OK_AND_ASSIGN(n, reader->Read(buf, 8));
+  EXPECT_EQ(std::string(buf, n), "de");
+  // The hole at the end reads as zeros after a partial skip.
+  EXPECT_EQ(reader->HoleAhead(), kSize - kSecond - 2);
+  ASSERT_OK(reader->SkipHole(kSize - kSecond - 5));
+  ASSERT_OK_AND_ASSIGN(n, reader->Read(buf, 8));
+  EXPECT_EQ(std::string(buf, n), std::string(3, '\0'));
+  EXPECT_EQ(reader->HoleAhead(), 0u);
+  ASSERT_OK_AND_ASSIGN(n, reader->Read(buf, 8));
+  EXPECT_EQ(n, 0u);
+  ASSERT_OK(reader->SkipHole(0));
+
+  ASSERT_OK_AND_ASSIGN(entry, reader->Next());
+  ASSERT_TRUE(entry.has_value());
+  EXPECT_EQ(entry->path, "next");
+  EXPECT_EQ(reader->HoleAhead(), 0u);  // not sparse
+  EXPECT_THAT(reader->SkipHole(1), StatusIs(absl::StatusCode::kInvalidArgument, ::testing::_));
+  ASSERT_OK_AND_ASSIGN(n, reader->Read(buf, 8));
+  EXPECT_EQ(std::string(buf, n), "after");
+}
+
+// Holes read as zeros are budgeted over the archive; skipped ones are free.
+TEST(TarHandBuiltSparse, HoleBytesReadAreBudgeted) {
+  std::string entry = GnuSparseHeader("s", {{600, 1}}, 1000, 1) + Padded("x");
+  std::string tar = entry + entry + std::string(1024, '\0');
+  // Two entries of 999 bytes of hole each: 1998 bytes of zeros.
+  EXPECT_OK(ReadTarString(tar, {.max_hole_bytes_read = 1998}).status());
+  EXPECT_THAT(ReadTarString(tar, {.max_hole_bytes_read = 1997}).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("tar entry \"s\" at offset 1024: holes of sparse entries read as "
+                                 "more than 1997 bytes of zeros")));
+  // A consumer that skips the holes reads the data only.
+  ASSERT_OK_AND_ASSIGN(auto reader, Reader::Create(std::make_unique<StringInputStream>(tar),
+                                                   {.max_hole_bytes_read = 0}));
+  for (int i = 0; i < 2; ++i) {
+    ASSERT_OK_AND_ASSIGN(std::optional<Entry> e, reader->Next());
+    ASSERT_TRUE(e.has_value());
+    ASSERT_OK(reader->SkipHole(600));
+    char c;
+    ASSERT_OK_AND_ASSIGN(size_t n, reader->Read(&c, 1));
+    EXPECT_EQ(std::string(&c, n), "x");
+    ASSERT_OK(reader->SkipHole(reader->HoleAhead()));
+    ASSERT_OK_AND_ASSIGN(n, reader->Read(&c, 1));
+    EXPECT_EQ(n, 0u);
+  }
+}
+
 absl::Status ReadSparseMap(const std::vector<SparseSegment>& map, uint64_t real_size,
                            uint64_t stored) {
   std::string tar = GnuSparseHeader("s", map, real_size, stored) +
