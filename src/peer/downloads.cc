@@ -107,6 +107,7 @@ struct Downloads::Download {
   bool registered = false;
   bool syncing = false;
   absl::Time next_sync = absl::InfinitePast();
+  bool ask_now = false;  // a reader wants a piece no known parent holds: sync before next_sync
   absl::Time last_sync = absl::InfinitePast();  // when the last SyncTask was sent
   std::vector<schedv1::Parent> parents;         // best first
   std::vector<uint16_t> holders;                // per piece: how many parents hold it
@@ -295,6 +296,8 @@ void Downloads::Want(const std::shared_ptr<piece::Task>& task, uint32_t first, u
   for (uint32_t n = first; n <= last && (urgent || !download.swarm); ++n) {
     if (!task->HasPiece(n) && download.wanted.insert(n).second && download.swarm) {
       sync_wanted_ = true;  // it may need a lease
+      // No parent we know of holds it: ask now rather than at the next poll (a reader waits).
+      if (n >= download.holders.size() || download.holders[n] == 0) download.ask_now = true;
     }
   }
   if (whole && urgent) {
@@ -630,8 +633,8 @@ void Downloads::Work() {
 
 bool Downloads::SyncDue(const Download& download, absl::Time now) const {
   if (!download.swarm || download.syncing) return false;
-  if (!download.registered || !download.unreported.empty() || !download.failed_parents.empty() ||
-      !download.released.empty()) {
+  if (!download.registered || download.ask_now || !download.unreported.empty() ||
+      !download.failed_parents.empty() || !download.released.empty()) {
     return true;
   }
   if (download.task->complete() || !download.task->failure().ok()) return false;
@@ -700,6 +703,7 @@ schedv1::SyncTaskRequest Downloads::BuildSync(Download& download) {
     request.set_max_origin_grants(static_cast<uint32_t>(std::max(LeaseRoom(download), 0)));
     if (request.max_origin_grants() == 0) request.clear_want_origin();
   }
+  download.ask_now = false;
   download.last_sync = absl::Now();
   return request;
 }
