@@ -32,7 +32,7 @@ using ::testing::Contains;
 using ::testing::ElementsAre;
 using ::testing::IsEmpty;
 
-constexpr uint32_t kPiece = 1 << 20;  // PieceSizeFor() of a small task
+constexpr uint32_t kPiece = 256 << 10;  // PieceSizeFor() of a small task
 constexpr int kPieces = 6;
 constexpr uint64_t kLength = uint64_t{kPieces} * kPiece - 4321;  // the last piece short
 

@@ -33,6 +33,7 @@ using ::naiad::testing::StatusIs;
 using ::testing::_;
 using ::testing::HasSubstr;
 
+constexpr uint64_t kKiB = uint64_t{1} << 10;
 constexpr uint64_t kMiB = uint64_t{1} << 20;
 constexpr uint64_t kGiB = uint64_t{1} << 30;
 constexpr uint32_t kPiece = 64 << 10;  // small pieces keep the tests fast
@@ -55,9 +56,14 @@ TEST(PieceSizeTest, Rule) {
     uint64_t piece;
   };
   const Case cases[] = {
-      {0, kMiB},
-      {1, kMiB},
-      {100 * kMiB, kMiB},
+      {0, 256 * kKiB},
+      {1, 256 * kKiB},
+      {100 * kMiB, 256 * kKiB},
+      {250 * kMiB, 256 * kKiB},  // 262,144,000 / 1000 = exactly 256 KiB
+      {250 * kMiB + 1000, 512 * kKiB},
+      {256 * kMiB, 512 * kKiB},
+      {500 * kMiB, 512 * kKiB},
+      {500 * kMiB + 1000, kMiB},
       {1000 * kMiB, kMiB},  // 1,048,576,000 / 1000 = exactly 1 MiB
       {1000 * kMiB + 1000, 2 * kMiB},
       {1 * kGiB, 2 * kMiB},
@@ -82,8 +88,8 @@ TEST(TaskMetaTest, PieceArithmetic) {
   EXPECT_EQ(meta.PieceLength(11), 0u);
   meta.content_length = 0;
   EXPECT_EQ(meta.piece_count(), 0u);
-  TaskMeta defaulted{.content_length = 3 * kMiB};  // piece_size 0: PieceSizeFor
-  EXPECT_EQ(defaulted.piece_count(), 3u);
+  TaskMeta defaulted{.content_length = 3 * kMiB};  // piece_size 0: PieceSizeFor, 256 KiB
+  EXPECT_EQ(defaulted.piece_count(), 12u);
 }
 
 TEST(TaskIdTest, BlobFromTwoRegistriesIsOneTask) {

@@ -15,7 +15,7 @@
 namespace naiad::piece {
 namespace {
 
-constexpr uint64_t kMinPieceSize = uint64_t{1} << 20;   // 1 MiB: one naiad fs range request
+constexpr uint64_t kMinPieceSize = uint64_t{1} << 18;   // 256 KiB
 constexpr uint64_t kMaxPieceSize = uint64_t{16} << 20;  // 16 MiB
 constexpr uint64_t kPiecesPerTask = 1000;
 constexpr std::string_view kBlobMarker = "/blobs/sha256:";

@@ -3,8 +3,8 @@
 //
 // A realistic python image (debootstrap + python3, build-essential, git) sits in an OCI registry
 // on its own network-namespace host behind a 100 Mbit/s link. `naiad image` converts each layer to
-// RAFS v6 and merges them; the blobs go to the registry. `naiad scheduler` runs beside the
-// registry, a seed peer on its own host, and each of N nodes (hosts) runs `naiad peer` configured
+// RAFS v6 and merges them; the blobs go to the registry. `naiad scheduler` runs on a host of its
+// own, a seed peer on another, and each of N nodes (hosts) runs `naiad peer` configured
 // as the seed's dfdaemon section. Then all nodes start python3 at once, the way the seed's
 // containerd + nydus snapshotter would: `naiad fs` mounts the image with the seed's
 // nydusd-config.json (registry backend, mirror 127.0.0.1:65001 = the node's own peer), an
@@ -224,7 +224,7 @@ absl::Status Run(const Flags& flags) {
   RETURN_IF_ERROR(swarm->net().SetEgressLimit(testing::P2pCluster::kRegistryHost, flags.mbit));
   std::printf("  registry at %s, scheduler at %s:%d, seed peer at %s\n",
               swarm->registry().url().c_str(),
-              swarm->Address(testing::P2pCluster::kRegistryHost).c_str(),
+              swarm->Address(testing::P2pCluster::kSchedulerHost).c_str(),
               testing::P2pCluster::kSchedulerPort, swarm->Address(swarm->seed_host()).c_str());
   ASSIGN_OR_RETURN(std::string ref, image.PushTo(swarm->registry(), "library/python"));
   std::printf("  pushed the OCI image: %s\n", ref.c_str());

@@ -178,7 +178,7 @@ TEST_F(SeedPathTest, EightColdNodesReadEachPieceFromTheRegistryOnceAndASecondWav
       kNodes, fs_bytes / 1e6, read.chunk_bytes / 1e6, static_cast<unsigned long long>(read.chunks),
       read.piece_bytes / 1e6, origin / 1e6, static_cast<double>(origin) / read.chunk_bytes,
       static_cast<double>(origin) / read.piece_bytes, shared->blob_bytes / 1e6);
-  for (uint64_t size : {256 << 10, 512 << 10}) {
+  for (uint64_t size : {128 << 10, 1 << 20}) {
     ASSERT_OK_AND_ASSIGN(ChunkUnion what_if,
                          UnionOfCachedChunks(shared->rafs.bootstrap, caches, size));
     std::printf("  (in %llu KiB pieces it would be %.1f MB)\n",

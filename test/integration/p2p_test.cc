@@ -52,8 +52,9 @@ using ::testing::Not;
 
 constexpr char kRepo[] = "test/p2p";
 constexpr uint64_t kMiB = uint64_t{1} << 20;
-// docs/formats/piece-store.md: clamp(next_power_of_two(length / 1000), 1 MiB, 16 MiB) is 1 MiB
-// for every blob here (all are at most 1000 MiB).
+// docs/formats/piece-store.md: clamp(next_power_of_two(length / 1000), 256 KiB, 16 MiB) is at
+// most 1 MiB for every blob here (256 KiB to 512 KiB): bounds computed with 1 MiB hold, and
+// offsets that are multiples of 1 MiB are piece boundaries.
 constexpr uint64_t kPieceSize = kMiB;
 constexpr double kRegistryMbit = 100;
 
@@ -507,7 +508,8 @@ TEST_F(P2pTest, TheSeedKilledMidDownloadAnotherPeerTakesOverTheOriginFetch) {
   // lost; their leases expire and another peer fetches them again; and (b) pieces the seed had
   // just completed but that no peer had copied yet (peers learn of a piece through their next
   // SyncTask, every ~100 ms; at 100 Mbit/s the registry sends about 1.2 pieces in that time),
-  // bounded here by another concurrentPieceCount pieces. Pieces are 1 MiB for a 256 MiB blob.
+  // bounded here by another concurrentPieceCount pieces. Pieces are 512 KiB for a 256 MiB blob
+  // (kPieceSize, 1 MiB, bounds them).
   const uint64_t in_flight = static_cast<uint64_t>(swarm_->options().concurrent_piece_count);
   const uint64_t bound = blob.size + 2 * in_flight * kPieceSize;
   const uint64_t served = RegistryBlobBytes();

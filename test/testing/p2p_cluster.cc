@@ -176,14 +176,14 @@ std::string P2pCluster::BlobUrl(int host, std::string_view repo, const Digest& d
 
 absl::Status P2pCluster::StartScheduler() {
   Daemon daemon{
-      .name = "scheduler", .host = kRegistryHost, .log_path = StrCat(dir(), "/scheduler.log")};
+      .name = "scheduler", .host = kSchedulerHost, .log_path = StrCat(dir(), "/scheduler.log")};
   // --lease-timeout is the default: shorter, a 1 MiB origin fetch slowed by the shaped link
   // (5-12 s seen) loses its lease while still arriving and the piece is fetched twice. A dead
   // holder's leases end with its host TTL anyway.
   std::vector<std::string> argv = {naiad_,
                                    "scheduler",
                                    "--address",
-                                   Address(kRegistryHost),
+                                   Address(kSchedulerHost),
                                    "--port",
                                    StrCat(kSchedulerPort),
                                    "--metrics-port",
@@ -197,10 +197,10 @@ absl::Status P2pCluster::StartScheduler() {
                                    "--log-level",
                                    options_.log_level};
   ASSIGN_OR_RETURN(daemon.process,
-                   net_->Spawn(kRegistryHost, argv, {.output_path = daemon.log_path}));
+                   net_->Spawn(kSchedulerHost, argv, {.output_path = daemon.log_path}));
   daemons_.push_back(std::move(daemon));
   return WaitUntilReady(daemons_.back(),
-                        StrCat(HostUrl(kRegistryHost, kSchedulerMetricsPort), "/healthy"));
+                        StrCat(HostUrl(kSchedulerHost, kSchedulerMetricsPort), "/healthy"));
 }
 
 std::string P2pCluster::PeerConfig(const std::string& name, int host) const {
@@ -219,7 +219,7 @@ std::string P2pCluster::PeerConfig(const std::string& name, int host) const {
   }
   StrAppend(&yaml, "upload:\n", "  tcpListen: {listen: ", ip, ", port: ", kUploadPort, "}\n");
   if (options_.scheduler != SchedulerMode::kNone) {
-    StrAppend(&yaml, "scheduler:\n", "  netAddrs: [{type: tcp, addr: \"", Address(kRegistryHost),
+    StrAppend(&yaml, "scheduler:\n", "  netAddrs: [{type: tcp, addr: \"", Address(kSchedulerHost),
               ":", kSchedulerPort, "\"}]\n", "  scheduleTimeout: 2s\n",
               "  keepAliveInterval: 1s\n");
   }
@@ -332,7 +332,7 @@ absl::StatusOr<double> P2pCluster::PeerMetric(int host, std::string_view name) c
 absl::StatusOr<double> P2pCluster::SchedulerMetric(std::string_view name) const {
   ASSIGN_OR_RETURN(
       std::string text,
-      HttpGet(kRegistryHost, StrCat(HostUrl(kRegistryHost, kSchedulerMetricsPort), "/metrics")));
+      HttpGet(kSchedulerHost, StrCat(HostUrl(kSchedulerHost, kSchedulerMetricsPort), "/metrics")));
   return PrometheusValue(text, name);
 }
 
@@ -356,7 +356,7 @@ absl::Status P2pCluster::Kill(int host) {
 }
 
 absl::Status P2pCluster::KillScheduler() {
-  Daemon* daemon = DaemonOn(kRegistryHost, /*scheduler=*/true);
+  Daemon* daemon = DaemonOn(kSchedulerHost, /*scheduler=*/true);
   if (daemon == nullptr) return absl::NotFoundError("no scheduler");
   daemon->killed = true;
   RETURN_IF_ERROR(daemon->process.Signal(SIGKILL));

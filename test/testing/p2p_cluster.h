@@ -1,7 +1,7 @@
 // File: test/testing/p2p_cluster.h
 //
 // A swarm of real `naiad` daemons on a NetnsCluster, for the peer-to-peer tests: host 0 runs the
-// registry (RegistryFixture) and `naiad scheduler`, host 1 the seed peer (`naiad peer --seed`),
+// registry (RegistryFixture), host 1 `naiad scheduler`, host 2 the seed peer (`naiad peer --seed`),
 // and the following hosts one `naiad peer` each, configured with the dfdaemon-style YAML users
 // write. Clients fetch through a peer's proxy with curl running inside the peer's host.
 //
@@ -48,8 +48,8 @@
 namespace naiad::testing {
 
 enum class SchedulerMode {
-  kRunning,      // `naiad scheduler` runs on host 0 and the peers use it
-  kUnreachable,  // the peers are configured with host 0:8002, where nothing listens
+  kRunning,      // `naiad scheduler` runs on host 1 and the peers use it
+  kUnreachable,  // the peers are configured with host 1:8002, where nothing listens
   kNone,         // the peers have no scheduler section: no swarm, every piece from the origin
 };
 
@@ -111,7 +111,10 @@ struct FetchOptions {
 
 class P2pCluster {
  public:
-  static constexpr int kRegistryHost = 0;  // the registry and the scheduler
+  static constexpr int kRegistryHost = 0;  // the registry (the origin), alone behind its link
+  // The scheduler, on a host of its own: in a cluster it sits on the LAN with the peers, not
+  // behind the origin's link (where its answers would queue behind blob bytes).
+  static constexpr int kSchedulerHost = 1;
   static constexpr uint16_t kProxyPort = 65001;
   static constexpr uint16_t kUploadPort = 65002;
   static constexpr uint16_t kHealthPort = 40901;
@@ -134,7 +137,7 @@ class P2pCluster {
   // The host peer i (0-based) runs on.
   int peer_host(int i) const { return first_peer_host() + i; }
   // The seed peer's host; -1 without one.
-  int seed_host() const { return options_.seed_peer ? 1 : -1; }
+  int seed_host() const { return options_.seed_peer ? 2 : -1; }
   std::string Address(int host) const { return net_->Address(host); }
 
   // "http://<host's address>:65001/v2/<repo>/blobs/<digest>": a blob through that host's proxy.
@@ -189,7 +192,7 @@ class P2pCluster {
 
   explicit P2pCluster(P2pClusterOptions options) : options_(std::move(options)) {}
 
-  int first_peer_host() const { return options_.seed_peer ? 2 : 1; }
+  int first_peer_host() const { return options_.seed_peer ? 3 : 2; }
   absl::Status StartScheduler();
   absl::Status StartPeer(const std::string& name, int host, bool seed);
   absl::Status SpawnPeer(Daemon& daemon);
