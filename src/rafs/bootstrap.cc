@@ -551,7 +551,12 @@ std::vector<ChunkRef> Bootstrap::BlobChunks(uint32_t blob_index) const {
 
 std::vector<std::vector<ChunkRef>> Bootstrap::ChunksByBlob() const {
   std::vector<std::vector<ChunkRef>> chunks(blobs_.size());
-  for (const ChunkInfo& info : ChunkTable()) chunks[info.blob_index].push_back(RefFromInfo(info));
+  const std::vector<ChunkInfo> table = ChunkTable();
+  // chunk_count comes from the bootstrap: never reserve more than the table holds.
+  for (const BlobInfo& blob : blobs_) {
+    chunks[blob.index].reserve(std::min<size_t>(blob.chunk_count, table.size()));
+  }
+  for (const ChunkInfo& info : table) chunks[info.blob_index].push_back(RefFromInfo(info));
   for (std::vector<ChunkRef>& blob : chunks) SortAndDeduplicate(blob);
   return chunks;
 }
