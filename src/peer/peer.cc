@@ -234,6 +234,10 @@ void Peer::CollectGarbageLoop() {
       LogInfo("garbage collected",
               {{"tasks", result.tasks_removed}, {"bytes", result.bytes_freed}});
     }
+    // The scheduler must stop offering this host as a parent of what it no longer holds.
+    if (scheduler_ != nullptr) {
+      for (const std::string& task_id : result.removed) scheduler_->LeaveTask(host_.id(), task_id);
+    }
   }
 }
 

@@ -789,6 +789,7 @@ GcResult PieceStoreImpl::CollectGarbage() {
       total -= candidate.bytes;
       result.tasks_removed += 1;
       result.bytes_freed += candidate.bytes;
+      result.removed.push_back(candidate.id);
     }
   }
   RemovePaths(trash);

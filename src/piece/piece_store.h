@@ -98,6 +98,7 @@ struct PieceStoreOptions {
 struct GcResult {
   uint64_t tasks_removed = 0;
   uint64_t bytes_freed = 0;
+  std::vector<std::string> removed;  // their task ids (for the scheduler: this host left them)
 };
 
 struct PieceStoreStats {

@@ -629,6 +629,7 @@ TEST_F(PieceStoreTest, GcByTtlSkipsTasksInUse) {
   GcResult result = store->CollectGarbage();
   EXPECT_EQ(result.tasks_removed, 1u);
   EXPECT_EQ(result.bytes_freed, content.size());
+  EXPECT_THAT(result.removed, ::testing::ElementsAre(Id('a')));
   EXPECT_EQ(store->Find(Id('a')), nullptr);
   EXPECT_FALSE(std::filesystem::exists(TaskDir(Id('a'))));
   EXPECT_NE(store->Find(Id('b')), nullptr);

@@ -546,6 +546,34 @@ TEST_F(P2pTest, DownloadsCompleteWhenTheSchedulerWasNeverStarted) {
   EXPECT_OK(swarm_->Stop());
 }
 
+// A task the piece store garbage-collects is left at the scheduler (LeaveTask), so that the
+// scheduler stops offering this host as its parent, and forgets the task once nobody holds it.
+TEST_F(P2pTest, AGarbageCollectedTaskIsLeftAtTheScheduler) {
+  ASSERT_OK_AND_ASSIGN(TestBlob blob, kBlobEnvironment->Get("other.blob", 3 * kMiB, 78));
+  ASSERT_NO_FATAL_FAILURE(
+      StartSwarm({.peers = 1,
+                  .seed_peer = false,
+                  .extra_peer_yaml = "gcInterval: 1s\nstorage:\n  taskExpireTime: 3s\n"}));
+  ASSERT_NO_FATAL_FAILURE(Push(blob));
+  const int host = swarm_->peer_host(0);
+  std::vector<Fetch> fetches = StartBlobFetches({host}, blob);
+  ASSERT_EQ(fetches.size(), 1u);
+  ASSERT_OK_AND_ASSIGN(FetchResult result, fetches[0].Wait(absl::Minutes(2)));
+  ExpectCompleteCopy(result, blob);
+  EXPECT_THAT(swarm_->SchedulerMetric("naiad_scheduler_tasks"), IsOkAndHolds(1));
+  // The store drops the idle task after 3 s; a task nobody holds is forgotten by the scheduler
+  // its host TTL (3 s) later. Without the LeaveTask the host would stay its holder.
+  EXPECT_TRUE(PollUntil(absl::Seconds(40),
+                        [&] {
+                          return swarm_->PeerMetric(host, "naiad_peer_store_tasks").value_or(-1) ==
+                                     0 &&
+                                 swarm_->SchedulerMetric("naiad_scheduler_tasks").value_or(-1) == 0;
+                        }))
+      << "store tasks " << swarm_->PeerMetric(host, "naiad_peer_store_tasks").value_or(-1)
+      << ", scheduler tasks " << swarm_->SchedulerMetric("naiad_scheduler_tasks").value_or(-1);
+  EXPECT_OK(swarm_->Stop());
+}
+
 // The scheduler is killed (SIGKILL) once the registry has served a quarter of the blob; the
 // peers fall back to the origin and complete. The registry's limit is lifted after the kill only
 // to keep the test short: after the fallback every peer fetches the rest itself (origin bytes

@@ -226,7 +226,7 @@ std::string P2pCluster::PeerConfig(const std::string& name, int host) const {
   StrAppend(&yaml, "download:\n", "  prefetch: ", options_.prefetch ? "true" : "false", "\n",
             "  concurrentPieceCount: ", options_.concurrent_piece_count, "\n",
             // The local API socket: never the machine's /run/naiad/peer.sock.
-            "  unixSocket: ", dir(), "/", name, ".sock\n");
+            "  unixSocket: ", dir(), "/", name, ".sock\n", options_.extra_peer_yaml);
   return yaml;
 }
 

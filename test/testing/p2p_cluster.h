@@ -65,6 +65,9 @@ struct P2pClusterOptions {
   // registry), proxies [blobs/sha256.*], defaultFilter, security.insecure. Otherwise the
   // proxy and health ports listen on the host's address only.
   bool seed_style_config = false;
+  // Appended to every peer's YAML (top-level keys the cluster does not set, e.g. "gcInterval:
+  // 1s\n").
+  std::string extra_peer_yaml;
   std::string naiad;  // the binary; empty: the one in this build tree
   // The daemons' --log-level; empty: $NAIAD_P2P_LOG_LEVEL, or "info".
   std::string log_level;
