@@ -57,8 +57,10 @@
 #include "base/status_macros.h"
 #include "base/strings.h"
 #include "base/subprocess.h"
+#include "bench/common/bench_util.h"
 #include "nlohmann/json.hpp"
 #include "test/testing/netns_cluster.h"
+#include "test/testing/p2p_cluster.h"
 #include "test/testing/registry_fixture.h"
 #include "test/testing/test_env.h"
 
@@ -68,7 +70,6 @@ namespace {
 using Json = nlohmann::json;
 using testing::NetnsCluster;
 using testing::RegistryFixture;
-using Clock = std::chrono::steady_clock;
 
 constexpr int kOriginHost = 0;     // registry, scheduler, tracker, BitTorrent's origin seeder
 constexpr int kSeedHost = 1;       // Naiad's seed peer
@@ -101,25 +102,6 @@ struct Flags {
   std::string lock_path;
   std::string lock_contenders = "naiad,bittorrent";
 };
-
-std::atomic<bool> g_interrupted{false};
-void OnSignal(int /*signal*/) { g_interrupted = true; }
-
-absl::Status CheckInterrupted() {
-  return g_interrupted ? absl::CancelledError("interrupted") : absl::OkStatus();
-}
-
-void Log(const std::string& msg) {
-  std::time_t now = std::time(nullptr);
-  char stamp[16];
-  std::strftime(stamp, sizeof(stamp), "%H:%M:%S", std::localtime(&now));
-  std::fprintf(stderr, "[bench/p2p %s] %s\n", stamp, msg.c_str());
-  std::fflush(stderr);
-}
-
-double Since(Clock::time_point start) {
-  return std::chrono::duration<double>(Clock::now() - start).count();
-}
 
 double WallNow() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
@@ -166,48 +148,12 @@ std::string FileStamp(const std::string& path) {
 // ---------------------------------------------------------------------------------------------
 // Machine state
 
-// CPU seconds all cores spent busy since boot (/proc/stat without idle and iowait).
-double BusySeconds() {
-  std::ifstream stat("/proc/stat");
-  std::string cpu;
-  std::vector<double> ticks(8, 0);
-  stat >> cpu;
-  for (double& t : ticks) stat >> t;
-  double busy = 0;
-  for (size_t i = 0; i < ticks.size(); ++i) {
-    if (i != 3 && i != 4) busy += ticks[i];
-  }
-  return busy / static_cast<double>(::sysconf(_SC_CLK_TCK));
-}
-
 // CPU seconds of our reaped descendants: the daemons, curls and aria2c of a run once reaped.
 double ChildrenCpuSeconds() {
   rusage u{};
   ::getrusage(RUSAGE_CHILDREN, &u);
   return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
          static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
-}
-
-// The cores are shared: waits (up to max_wait) until the machine is under 10% busy.
-void WaitQuiet(double max_wait) {
-  Clock::time_point start = Clock::now();
-  long cores = ::sysconf(_SC_NPROCESSORS_ONLN);
-  bool said = false;
-  while (!g_interrupted) {
-    double before = BusySeconds();
-    ::usleep(1000 * 1000);
-    double busy = (BusySeconds() - before) / static_cast<double>(cores);
-    if (busy < 0.10) return;
-    if (Since(start) > max_wait) {
-      Log(StrCat("machine still ", static_cast<int>(busy * 100), "% busy after ", max_wait,
-                 " s; measuring anyway"));
-      return;
-    }
-    if (!said) {
-      Log(StrCat("waiting for other load to settle (", static_cast<int>(busy * 100), "% busy)"));
-    }
-    said = true;
-  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -284,55 +230,8 @@ std::string PercentEncoded(std::string_view bytes) {
   return out;
 }
 
-absl::StatusOr<Digest> Sha256OfFile(const std::string& path) {
-  ASSIGN_OR_RETURN(UniqueFd fd, UniqueFd::Open(path, O_RDONLY));
-  Sha256 hasher;
-  std::string buffer(4 << 20, '\0');
-  while (true) {
-    ssize_t n = ::read(fd.get(), buffer.data(), buffer.size());
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return ErrnoError(errno, StrCat("read ", path));
-    if (n == 0) break;
-    hasher.Update(std::string_view(buffer.data(), static_cast<size_t>(n)));
-  }
-  return hasher.Finish();
-}
-
 // ---------------------------------------------------------------------------------------------
 // Small helpers
-
-// The sum of metric `name` over its label sets in Prometheus text; nullopt if absent.
-std::optional<double> PrometheusValue(std::string_view text, std::string_view name) {
-  double sum = 0;
-  bool found = false;
-  for (absl::string_view line : absl::StrSplit(ToAbsl(text), '\n', absl::SkipEmpty())) {
-    if (line.front() == '#' || !absl::StartsWith(line, ToAbsl(name))) continue;
-    absl::string_view rest = line.substr(name.size());
-    if (rest.empty()) continue;
-    if (rest.front() == '{') {
-      size_t close = rest.find('}');
-      if (close == absl::string_view::npos) continue;
-      rest = rest.substr(close + 1);
-    } else if (rest.front() != ' ') {
-      continue;  // a longer name
-    }
-    std::vector<absl::string_view> fields =
-        absl::StrSplit(absl::StripAsciiWhitespace(rest), ' ', absl::SkipEmpty());
-    double v = 0;
-    if (!fields.empty() && absl::SimpleAtod(fields[0], &v)) {
-      sum += v;
-      found = true;
-    }
-  }
-  if (!found) return std::nullopt;
-  return sum;
-}
-
-std::string Tail(const std::string& path, size_t bytes = 3000) {
-  absl::StatusOr<std::string> text = ReadFileToString(path);
-  if (!text.ok()) return "";
-  return text->size() > bytes ? text->substr(text->size() - bytes) : *text;
-}
 
 // A long-running process of a contender (daemon, tracker, aria2c).
 struct Daemon {
@@ -593,7 +492,7 @@ class Bench {
     int complete = 0;
     for (Download& d : downloads) {
       if (d.seconds) {
-        absl::StatusOr<Digest> got = Sha256OfFile(d.output);
+        absl::StatusOr<Digest> got = Digest::Sha256OfFile(d.output);
         d.sha256_ok = got.ok() && *got == want;
         if (!*d.sha256_ok) {
           d.failure = got.ok() ? StrCat("sha256 mismatch: ", got->ToString())
@@ -736,8 +635,8 @@ class Bench {
     const std::string scheduler_metrics = Url(kOriginHost, kSchedulerMetricsPort, "/metrics");
     RETURN_IF_ERROR(
         WaitFor(kOriginHost, scheduler_metrics, &scheduler[0], 30, [&](const std::string& text) {
-          std::optional<double> n = PrometheusValue(text, "naiad_scheduler_hosts");
-          return n && *n >= peers_ + 1;
+          absl::StatusOr<double> n = testing::PrometheusValue(text, "naiad_scheduler_hosts");
+          return n.ok() && *n >= peers_ + 1;
         }));
     Prepare();
     std::vector<Download> downloads(peers_);
@@ -773,8 +672,8 @@ class Bench {
             "scheduler_syncs_total", "scheduler_errors_total", "origin_fallbacks_total",
             "seed_tasks_total", "upload_bytes_total", "upload_pieces_total",
             "upload_rejected_busy_total", "served_bytes_total"}) {
-        std::optional<double> v = PrometheusValue(*text, StrCat("naiad_peer_", name));
-        if (v) m[name] = *v;
+        absl::StatusOr<double> v = testing::PrometheusValue(*text, StrCat("naiad_peer_", name));
+        if (v.ok()) m[name] = *v;
       }
       metrics[d.name] = m;
     }
@@ -785,8 +684,9 @@ class Bench {
       Json m = Json::object();
       for (const char* name : {"origin_leases_granted_total", "origin_leases_expired_total",
                                "sync_calls_total", "seed_triggers_total", "hosts_expired_total"}) {
-        std::optional<double> v = PrometheusValue(*text, StrCat("naiad_scheduler_", name));
-        if (v) m[name] = *v;
+        absl::StatusOr<double> v =
+            testing::PrometheusValue(*text, StrCat("naiad_scheduler_", name));
+        if (v.ok()) m[name] = *v;
       }
       run["scheduler_metrics"] = m;
     }
@@ -1081,10 +981,8 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   flags.naiad = std::filesystem::absolute(flags.naiad).string();
   flags.logs_dir = std::filesystem::absolute(flags.logs_dir).string();
-  struct sigaction sa {};
-  sa.sa_handler = naiad::bench::OnSignal;
-  ::sigaction(SIGINT, &sa, nullptr);
-  ::sigaction(SIGTERM, &sa, nullptr);
+  naiad::bench::SetLogTag("bench/p2p");
+  naiad::bench::InstallInterruptHandlers();
   absl::Status status = naiad::bench::Run(flags);
   if (!status.ok()) {
     std::fprintf(stderr, "naiad_bench_p2p: %s\n",

@@ -1,9 +1,13 @@
 #include "base/digest.h"
 
+#include <fcntl.h>
 #include <openssl/evp.h>
+#include <unistd.h>
 
 #include <cstring>
 
+#include "base/file.h"
+#include "base/status_macros.h"
 #include "base/strings.h"
 #include "blake3.h"
 
@@ -141,6 +145,20 @@ absl::StatusOr<std::string> HexDecode(std::string_view hex) {
     out[i] = static_cast<char>((hi << 4) | lo);
   }
   return out;
+}
+
+absl::StatusOr<Digest> Digest::Sha256OfFile(const std::string& path) {
+  ASSIGN_OR_RETURN(UniqueFd fd, UniqueFd::Open(path, O_RDONLY));
+  Sha256 hasher;
+  std::string buffer(4 << 20, '\0');
+  while (true) {
+    ssize_t n = ::read(fd.get(), buffer.data(), buffer.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return ErrnoError(errno, StrCat("read ", path));
+    if (n == 0) break;
+    hasher.Update(std::string_view(buffer.data(), static_cast<size_t>(n)));
+  }
+  return hasher.Finish();
 }
 
 }  // namespace naiad

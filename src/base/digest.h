@@ -35,6 +35,8 @@ struct Digest {
   // Parses "<algorithm>:<64 lowercase hex digits>", as OCI descriptors write digests.
   static absl::StatusOr<Digest> Parse(std::string_view text);
   static Digest Of(DigestAlgorithm algorithm, std::string_view data);
+  // The sha256 of a file's contents, read in slices.
+  static absl::StatusOr<Digest> Sha256OfFile(const std::string& path);
 
   std::string Hex() const;       // 64 lowercase hex digits
   std::string ToString() const;  // "sha256:<hex>"

@@ -294,7 +294,7 @@ class P2pTest : public ::testing::Test {
   void ExpectCompleteCopy(const FetchResult& result, const TestBlob& blob) {
     EXPECT_EQ(result.curl_exit, 0) << result.Describe();
     EXPECT_EQ(result.http_status, 200) << result.Describe();
-    absl::StatusOr<Digest> digest = Sha256OfFile(result.body_path);
+    absl::StatusOr<Digest> digest = Digest::Sha256OfFile(result.body_path);
     ASSERT_OK(digest.status()) << result.Describe();
     EXPECT_EQ(digest->ToString(), blob.digest.ToString())
         << result.Describe() << ": the copy is not the blob (" << FileSize(result.body_path)

@@ -104,10 +104,9 @@ absl::StatusOr<ChunkUnion> UnionOfCachedChunks(const std::string& bootstrap,
     const uint64_t piece_size =
         piece_size_override != 0 ? piece_size_override : piece::PieceSizeFor(blob.compressed_size);
     std::set<uint64_t> pieces;
-    std::set<uint32_t> counted;  // a chunk appears once per file that uses it
     for (const rafs::ChunkRef& chunk : by_blob[blob.index]) {
+      // ChunksByBlob lists each chunk once, however many files use it.
       if (chunk.hole || chunk.ci_index >= held.size() || !held[chunk.ci_index]) continue;
-      if (!counted.insert(chunk.ci_index).second) continue;
       ++result.chunks;
       result.chunk_bytes += chunk.compressed_size;
       const uint64_t end = chunk.compressed_offset + chunk.compressed_size;

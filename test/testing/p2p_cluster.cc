@@ -84,20 +84,6 @@ absl::StatusOr<double> PrometheusValue(std::string_view text, std::string_view n
   return sum;
 }
 
-absl::StatusOr<Digest> Sha256OfFile(const std::string& path) {
-  ASSIGN_OR_RETURN(UniqueFd fd, UniqueFd::Open(path, O_RDONLY));
-  Sha256 hasher;
-  std::string buffer(4 << 20, '\0');
-  while (true) {
-    ssize_t n = ::read(fd.get(), buffer.data(), buffer.size());
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return ErrnoError(errno, StrCat("read ", path));
-    if (n == 0) break;
-    hasher.Update(std::string_view(buffer.data(), static_cast<size_t>(n)));
-  }
-  return hasher.Finish();
-}
-
 std::optional<std::string> FetchResult::Header(std::string_view name) const {
   for (absl::string_view line : absl::StrSplit(headers, '\n')) {
     size_t colon = line.find(':');

@@ -219,7 +219,4 @@ class P2pCluster {
 // NotFound if no sample has that name.
 absl::StatusOr<double> PrometheusValue(std::string_view text, std::string_view name);
 
-// The sha256 of a file's contents, read in slices.
-absl::StatusOr<Digest> Sha256OfFile(const std::string& path);
-
 }  // namespace naiad::testing

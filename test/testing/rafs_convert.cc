@@ -11,22 +11,6 @@
 #include "test/testing/test_env.h"
 
 namespace naiad::testing {
-namespace {
-
-absl::StatusOr<Digest> Sha256OfFile(const std::string& path) {
-  ASSIGN_OR_RETURN(UniqueFd fd, UniqueFd::Open(path, O_RDONLY));
-  Sha256 hasher;
-  std::string buffer(1 << 20, '\0');
-  while (true) {
-    ssize_t n = read(fd.get(), buffer.data(), buffer.size());
-    if (n < 0) return ErrnoError(errno, StrCat("read ", path));
-    if (n == 0) break;
-    hasher.Update(std::string_view(buffer.data(), static_cast<size_t>(n)));
-  }
-  return hasher.Finish();
-}
-
-}  // namespace
 
 absl::StatusOr<nlohmann::json> RunJsonCommand(const std::vector<std::string>& argv) {
   ASSIGN_OR_RETURN(std::string out, RunCommandOk(argv, {.timeout = absl::Minutes(20)}));
@@ -57,7 +41,7 @@ absl::StatusOr<RafsImage> ConvertToRafs(const TestImage& image, const std::strin
         RunJsonCommand({naiad, "image", "create", source, "-t", "targz-rafs", "-D", blobs,
                         "--blob-inline-meta", "--features", "blob-toc", "-B", boot}));
     std::string blob_path = out["blob_path"];
-    ASSIGN_OR_RETURN(Digest digest, Sha256OfFile(blob_path));
+    ASSIGN_OR_RETURN(Digest digest, Digest::Sha256OfFile(blob_path));
     rafs.blob_paths.push_back(blob_path);
     rafs.blob_digests.push_back(digest.ToString());
     rafs.blob_sizes.push_back(out["blob_size"].get<uint64_t>());
