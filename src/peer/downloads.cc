@@ -21,8 +21,13 @@ constexpr absl::Duration kParentBench = absl::Seconds(5);
 constexpr absl::Duration kParentBusyBench = absl::Milliseconds(200);
 // Tasks whose traffic is remembered (for `naiad get`'s progress line).
 constexpr size_t kTrafficEntries = 4096;
-// How long readers of ranges must be quiet before a task's background prefetch starts.
+// How long readers of ranges must be quiet before a task's background prefetch starts, and the
+// pieces held in part are completed.
 constexpr absl::Duration kPrefetchQuiet = absl::Seconds(1);
+// The most bytes one origin request for readers asks for.
+constexpr uint64_t kMaxOriginRun = uint64_t{4} << 20;
+// Leases asked for at once for pieces readers wait on (on top of concurrentPieceCount).
+constexpr int kMaxReaderLeases = 64;
 // Lease candidates asked for beyond what we can fetch at once (see PiecesToLease).
 constexpr int kExtraLeaseCandidates = 16;
 // Busy marks kept per task at most (they expire in kParentBusyBench anyway).
@@ -84,7 +89,13 @@ struct Downloads::Download {
   std::shared_ptr<piece::Task> task;
   OriginRequest origin;
   std::set<uint32_t> wanted;  // pieces a reader waits for, fetched first
-  bool whole = false;         // the whole task, now (a whole GET, a seed task)
+  // Wanted pieces a reader needs only some bytes of (the ends of its range): those bytes.
+  absl::flat_hash_map<uint32_t, piece::ByteSpan> spans;
+  // Pieces held in part (what readers needed of them), under our lease in the swarm: the rest
+  // is fetched once readers are quiet, when the whole task is wanted, or when a peer waits.
+  std::set<uint32_t> deferred;
+  int origin_runs = 0;  // origin requests in flight
+  bool whole = false;   // the whole task, now (a whole GET, a seed task)
   // The whole task in the background (download.prefetch behind ranged requests): in the swarm,
   // only once no reader has asked this peer for a range of any task for kPrefetchQuiet, so that
   // prefetching does not compete for the origin's link with the ranges a starting container
@@ -121,6 +132,23 @@ struct Downloads::Download {
   absl::flat_hash_map<std::string, absl::Time> parent_benched;  // left alone until then
   // "<parent>/<piece>" the parent refused as busy (it is sending that piece to someone else).
   absl::flat_hash_map<std::string, absl::Time> piece_busy;
+
+  piece::ByteSpan PieceSpan(uint32_t n) const {
+    const piece::TaskMeta& meta = task->meta();
+    return {meta.PieceOffset(n), meta.PieceOffset(n) + meta.PieceLength(n)};
+  }
+  // What of piece n is needed: the readers' bytes of a wanted piece, else all of it.
+  piece::ByteSpan Need(uint32_t n) const {
+    auto it = spans.find(n);
+    return it == spans.end() ? PieceSpan(n) : it->second;
+  }
+  // Deferred pieces whose lease we hold (the scheduler must keep renewing it).
+  bool HoldsDeferredLeases() const {
+    for (uint32_t n : deferred) {
+      if (leases.contains(n)) return true;
+    }
+    return false;
+  }
 
   std::optional<uint32_t> KnownCrc(uint32_t n) const {
     if (!BitmapHas(view.crc32c_known(), n) || static_cast<int>(n) >= view.crc32c_size()) {
@@ -288,13 +316,31 @@ absl::Status Downloads::Seed(const SeedTask& seed) {
 }
 
 void Downloads::Want(const std::shared_ptr<piece::Task>& task, uint32_t first, uint32_t last,
-                     bool whole, bool urgent, bool reader) {
+                     bool whole, bool urgent, bool reader, std::optional<piece::ByteSpan> bytes) {
   absl::MutexLock lock(&mu_);
   auto it = downloads_.find(task->meta().task_id);
   if (it == downloads_.end()) return;  // complete (or failed: the reader sees the failure)
   Download& download = *it->second;
   for (uint32_t n = first; n <= last && (urgent || !download.swarm); ++n) {
-    if (!task->HasPiece(n) && download.wanted.insert(n).second && download.swarm) {
+    if (task->HasPiece(n)) continue;
+    const piece::ByteSpan whole_piece = download.PieceSpan(n);
+    piece::ByteSpan need = whole_piece;
+    if (bytes.has_value()) {
+      need = {std::max(need.begin, bytes->begin), std::min(need.end, bytes->end)};
+      if (need.begin >= need.end) continue;
+      if (task->HasRange(need)) continue;  // parts of it hold these bytes
+    }
+    const bool inserted = download.wanted.insert(n).second;
+    download.deferred.erase(n);
+    if (need == whole_piece) {
+      download.spans.erase(n);
+    } else if (inserted) {
+      download.spans[n] = need;
+    } else if (auto span = download.spans.find(n); span != download.spans.end()) {
+      span->second = {std::min(span->second.begin, need.begin),
+                      std::max(span->second.end, need.end)};
+    }
+    if (inserted && download.swarm) {
       sync_wanted_ = true;  // it may need a lease
       // No parent we know of holds it: ask now rather than at the next poll (a reader waits).
       if (n >= download.holders.size() || download.holders[n] == 0) download.ask_now = true;
@@ -311,6 +357,19 @@ void Downloads::Want(const std::shared_ptr<piece::Task>& task, uint32_t first, u
   }
   if (reader) last_reader_ = absl::Now();
   ++version_;
+}
+
+void Downloads::Urge(const std::string& task_id, uint32_t first, uint32_t last) {
+  absl::MutexLock lock(&mu_);
+  auto it = downloads_.find(task_id);
+  if (it == downloads_.end()) return;
+  Download& download = *it->second;
+  for (auto n = download.deferred.lower_bound(first); n != download.deferred.end() && *n <= last;) {
+    download.wanted.insert(*n);  // all of it: no span
+    download.spans.erase(*n);
+    n = download.deferred.erase(n);
+    ++version_;
+  }
 }
 
 bool Downloads::WantsWhole(const Download& download, absl::Time now) const {
@@ -334,10 +393,8 @@ TaskTraffic Downloads::Traffic(const std::string& task_id) {
 std::optional<Downloads::Assignment> Downloads::SourceFor(Download& download, uint32_t n,
                                                           bool urgent) {
   if (!download.swarm || download.leases.contains(n)) {
-    if (static_cast<int>(download.origin_fetches.size()) >= config_.concurrent_pieces) {
-      return std::nullopt;
-    }
-    return Assignment{.piece = n};
+    if (download.origin_runs >= config_.concurrent_pieces) return std::nullopt;
+    return OriginRun(download, Assignment{.piece = n, .last = n, .urgent = urgent});
   }
   if (download.parent_attempts[n] >= kParentAttempts) return std::nullopt;  // needs a lease
   const int per_parent = std::max(2, config_.concurrent_pieces / 2);
@@ -377,6 +434,8 @@ std::optional<Downloads::Assignment> Downloads::SourceFor(Download& download, ui
   }
   if (best == nullptr) return std::nullopt;
   return Assignment{.piece = n,
+                    .last = n,
+                    .bytes = download.PieceSpan(n),
                     .parent = ParentAddress{.host_id = best->host_id(),
                                             .ip = best->ip(),
                                             .port = static_cast<uint16_t>(best->upload_port())},
@@ -418,17 +477,26 @@ std::optional<Downloads::Assignment> Downloads::FindNextPiece(Download& download
   if (static_cast<int>(download.in_flight.size()) >= limit) return std::nullopt;
   if (!download.task->failure().ok()) return std::nullopt;
   for (auto it = download.wanted.begin(); it != download.wanted.end();) {
-    if (download.task->HasPiece(*it)) {
+    const uint32_t n = *it;
+    if (download.task->HasPiece(n)) {
+      download.spans.erase(n);
       it = download.wanted.erase(it);
-    } else if (download.in_flight.contains(*it)) {
+    } else if (download.in_flight.contains(n)) {
       ++it;
-    } else if (std::optional<Assignment> source = SourceFor(download, *it, /*urgent=*/true)) {
+    } else if (!download.task->FirstGap(download.Need(n)).has_value()) {
+      // Its parts hold what readers need: the rest can wait.
+      if (!download.swarm || download.leases.contains(n)) download.deferred.insert(n);
+      download.spans.erase(n);
+      it = download.wanted.erase(it);
+    } else if (std::optional<Assignment> source = SourceFor(download, n, /*urgent=*/true)) {
       return source;
     } else {
       ++it;
     }
   }
-  if (!WantsWhole(download, absl::Now())) return std::nullopt;
+  const absl::Time now = absl::Now();
+  if (std::optional<Assignment> deferred = DeferredPiece(download, now)) return deferred;
+  if (!WantsWhole(download, now)) return std::nullopt;
   if (download.swarm) return RarestPiece(download);
   // The cursor only moves over pieces that are present or being fetched, so asking again (as
   // HasWork() does on every unlock) never skips a piece.
@@ -438,6 +506,47 @@ std::optional<Downloads::Assignment> Downloads::FindNextPiece(Download& download
     if (!download.task->HasPiece(n) && !download.in_flight.contains(n))
       return SourceFor(download, n, /*urgent=*/false);
     ++download.cursor;
+  }
+  return std::nullopt;
+}
+
+Downloads::Assignment Downloads::OriginRun(Download& download, Assignment assignment) {
+  const piece::Task& task = *download.task;
+  const uint32_t count = task.meta().piece_count();
+  // Not present, so something of the piece is missing (parts covering it make it present).
+  assignment.bytes =
+      task.FirstGap(download.Need(assignment.piece)).value_or(download.PieceSpan(assignment.piece));
+  if (!assignment.urgent) return assignment;
+  while (assignment.bytes.end == download.PieceSpan(assignment.last).end &&
+         assignment.bytes.length() < kMaxOriginRun && assignment.last + 1 < count) {
+    const uint32_t next = assignment.last + 1;
+    if (!download.wanted.contains(next) || download.in_flight.contains(next) ||
+        (download.swarm && !download.leases.contains(next))) {
+      break;
+    }
+    std::optional<piece::ByteSpan> gap = task.FirstGap(download.Need(next));
+    if (!gap.has_value() || gap->begin != download.PieceSpan(next).begin) break;
+    assignment.last = next;
+    assignment.bytes.end = gap->end;
+  }
+  return assignment;
+}
+
+std::optional<Downloads::Assignment> Downloads::DeferredPiece(Download& download, absl::Time now) {
+  if (download.deferred.empty()) return std::nullopt;
+  const bool quiet = download.swarm && now - last_reader_ >= kPrefetchQuiet;
+  if (!quiet && !WantsWhole(download, now)) return std::nullopt;
+  for (auto it = download.deferred.begin(); it != download.deferred.end();) {
+    const uint32_t n = *it;
+    if (download.task->HasPiece(n) || (download.swarm && !download.leases.contains(n))) {
+      it = download.deferred.erase(it);  // complete, or no longer ours to fetch
+    } else if (download.in_flight.contains(n)) {
+      ++it;
+    } else if (std::optional<Assignment> source = SourceFor(download, n, /*urgent=*/false)) {
+      return source;
+    } else {
+      ++it;
+    }
   }
   return std::nullopt;
 }
@@ -452,45 +561,69 @@ bool Downloads::HasWork() {
 
 // ---- Fetching ---------------------------------------------------------------------------------
 
-absl::Status Downloads::FetchFromOrigin(const Download& download, uint32_t n) {
+absl::Status Downloads::FetchFromOrigin(const Download& download, const Assignment& assignment,
+                                        uint64_t* stored) {
   const piece::TaskMeta& meta = download.task->meta();
-  uint64_t offset = meta.PieceOffset(n);
-  uint32_t length = meta.PieceLength(n);
-  std::string body;
-  body.reserve(length);
-  int status = 0;
-  net::HttpRequest request{.url = download.origin.url,
-                           .headers = download.origin.headers,
-                           .range = net::ByteRange{offset, length},
-                           .on_headers =
-                               [&status](const net::HttpResponse& response) {
-                                 status = response.status;
-                                 return absl::OkStatus();
-                               },
-                           .body_sink =
-                               [&body, length](std::string_view data) {
-                                 if (body.size() + data.size() > length) {
-                                   return absl::DataLossError("origin sent more than the piece");
-                                 }
-                                 body.append(data);
-                                 return absl::OkStatus();
-                               },
-                           .timeout = config_.piece_timeout,
-                           .cancel = &cancel_};
+  const piece::ByteSpan span = assignment.bytes;
+  const bool whole_content = span.begin == 0 && span.length() == meta.content_length;
+  // What has arrived and is not stored yet: the bytes from `next` on. Each piece's share of the
+  // span is stored as soon as it is all here (a reader waiting on it gets it then).
+  std::string pending;
+  pending.reserve(std::min<uint64_t>(span.length(), meta.piece_size));
+  uint64_t next = span.begin;
+  auto store_ready = [&]() -> absl::Status {
+    for (;;) {
+      const uint32_t n = static_cast<uint32_t>(next / meta.piece_size);
+      const uint64_t slice_end = std::min(span.end, meta.PieceOffset(n) + meta.PieceLength(n));
+      const size_t slice = slice_end - next;
+      if (slice == 0 || pending.size() < slice) return absl::OkStatus();
+      const std::string_view bytes(pending.data(), slice);
+      RETURN_IF_ERROR(slice == meta.PieceLength(n) ? download.task->WritePiece(n, bytes)
+                                                   : download.task->WritePart(next, bytes));
+      if (slice == meta.PieceLength(n)) ++metrics_->pieces_stored;
+      metrics_->origin_bytes += slice;
+      *stored += slice;
+      pending.erase(0, slice);
+      next = slice_end;
+    }
+  };
+  net::HttpRequest request{
+      .url = download.origin.url,
+      .headers = download.origin.headers,
+      .range = net::ByteRange{span.begin, span.length()},
+      .on_headers =
+          [&](const net::HttpResponse& response) {
+            // Checked before any byte is stored: an origin ignoring the range would otherwise
+            // put the blob's first bytes where the range's belong.
+            if (response.status == 200 && whole_content) return absl::OkStatus();
+            std::optional<std::string> range = response.headers.Get("Content-Range");
+            absl::StatusOr<net::ContentRange> parsed =
+                range.has_value() ? net::ParseContentRange(*range)
+                                  : absl::StatusOr<net::ContentRange>(absl::NotFoundError(""));
+            if (response.status != 206 || !parsed.ok() || parsed->range.offset != span.begin) {
+              return absl::UnavailableError(StrCat(
+                  "origin answered ", response.status, " (", range.value_or("no Content-Range"),
+                  ") for bytes ", span.begin, "-", span.end - 1, " of ", download.origin.url));
+            }
+            return absl::OkStatus();
+          },
+      .body_sink =
+          [&](std::string_view data) {
+            if (next + pending.size() + data.size() > span.end) {
+              return absl::DataLossError("origin sent more than the range asked for");
+            }
+            pending.append(data);
+            return store_ready();
+          },
+      .timeout = config_.piece_timeout,
+      .cancel = &cancel_};
   ++metrics_->origin_requests;
   RETURN_IF_ERROR(client_.Send(request).status());
-  bool whole_content = status == 200 && offset == 0 && length == meta.content_length;
-  if (status != 206 && !whole_content) {
-    return absl::UnavailableError(
-        StrCat("origin answered ", status, " for piece ", n, " of ", download.origin.url));
+  if (next != span.end) {
+    return absl::DataLossError(StrCat("origin sent ", next + pending.size() - span.begin,
+                                      " bytes for bytes ", span.begin, "-", span.end - 1, " of ",
+                                      download.origin.url));
   }
-  if (body.size() != length) {
-    return absl::DataLossError(
-        StrCat("origin sent ", body.size(), " bytes for piece ", n, " of ", length));
-  }
-  metrics_->origin_bytes += length;
-  RETURN_IF_ERROR(download.task->WritePiece(n, body));
-  ++metrics_->pieces_stored;
   return absl::OkStatus();
 }
 
@@ -514,79 +647,114 @@ absl::Status Downloads::FetchFromParent(const Download& download, uint32_t n,
 }
 
 void Downloads::Finished(const std::shared_ptr<Download>& download, const Assignment& assignment,
-                         const absl::Status& status, absl::Duration cost) {
-  uint32_t n = assignment.piece;
+                         const absl::Status& status, absl::Duration cost, uint64_t origin_bytes) {
   ++version_;
-  download->in_flight.erase(n);
   if (assignment.parent.has_value()) {
     --download->parent_load[assignment.parent->host_id];
   } else {
-    download->origin_fetches.erase(n);
+    --download->origin_runs;
   }
-  if (status.ok()) {
+  if (origin_bytes > 0) {
     if (traffic_.size() > kTrafficEntries) traffic_.clear();  // crude, but bounded
-    TaskTraffic& traffic = traffic_[download->task->meta().task_id];
-    uint64_t length = download->task->meta().PieceLength(n);
-    (assignment.parent.has_value() ? traffic.peer_bytes : traffic.origin_bytes) += length;
-    if (download->swarm) {
-      schedv1::PieceReport report;
-      report.set_number(n);
-      report.set_crc32c(download->task->PieceCrc(n).value_or(0));
-      report.set_cost_us(static_cast<uint64_t>(absl::ToInt64Microseconds(cost)));
-      if (assignment.parent.has_value()) {
-        report.set_source(schedv1::PIECE_SOURCE_PEER);
-        report.set_parent_id(assignment.parent->host_id);
-      } else {
-        report.set_source(schedv1::PIECE_SOURCE_ORIGIN);
-      }
-      // The report ends our lease on it at the scheduler, whoever the piece came from.
-      download->leases.erase(n);
-      download->unreported.push_back(std::move(report));
-      sync_wanted_ = true;
-    }
-    if (!assignment.parent.has_value() && !download->fetched_from_origin) {
+    traffic_[download->task->meta().task_id].origin_bytes += origin_bytes;
+    if (!download->fetched_from_origin) {
       download->fetched_from_origin = true;
       ++metrics_->back_to_source;
     }
-  } else if (assignment.parent.has_value()) {
+  }
+  for (uint32_t n = assignment.piece; n <= assignment.last; ++n) {
+    download->in_flight.erase(n);
+    if (!assignment.parent.has_value()) download->origin_fetches.erase(n);
+    // A run that broke off stored the pieces before the break: those arrived.
+    const piece::ByteSpan asked = {std::max(assignment.bytes.begin, download->PieceSpan(n).begin),
+                                   std::min(assignment.bytes.end, download->PieceSpan(n).end)};
+    const bool arrived = download->task->HasPiece(n) ||
+                         (!assignment.parent.has_value() && download->task->HasRange(asked));
+    if (status.ok() || arrived) {
+      PieceFetched(*download, assignment, n, arrived, cost);
+    } else {
+      PieceFailed(*download, assignment, n, status);
+    }
+  }
+  Retire(download);
+}
+
+void Downloads::PieceFetched(Download& download, const Assignment& assignment, uint32_t n, bool ok,
+                             absl::Duration cost) {
+  if (!ok) {
+    PieceFailed(download, assignment, n,
+                absl::DataLossError(StrCat("piece ", n, " was not stored after its fetch")));
+    return;
+  }
+  if (!download.task->HasPiece(n)) {
+    // Part of it (a reader's bytes): the rest later, under the same lease — unless all of it is
+    // wanted now (Urge), in which case the next assignment fetches the rest.
+    if (!download.wanted.contains(n)) download.deferred.insert(n);
+    return;
+  }
+  if (assignment.parent.has_value()) {
+    if (traffic_.size() > kTrafficEntries) traffic_.clear();
+    traffic_[download.task->meta().task_id].peer_bytes += download.task->meta().PieceLength(n);
+  }
+  if (!download.swarm) return;
+  schedv1::PieceReport report;
+  report.set_number(n);
+  report.set_crc32c(download.task->PieceCrc(n).value_or(0));
+  report.set_cost_us(static_cast<uint64_t>(absl::ToInt64Microseconds(cost)));
+  if (assignment.parent.has_value()) {
+    report.set_source(schedv1::PIECE_SOURCE_PEER);
+    report.set_parent_id(assignment.parent->host_id);
+  } else {
+    report.set_source(schedv1::PIECE_SOURCE_ORIGIN);
+  }
+  // The report ends our lease on it at the scheduler, whoever the piece came from.
+  download.leases.erase(n);
+  download.deferred.erase(n);
+  download.unreported.push_back(std::move(report));
+  sync_wanted_ = true;
+}
+
+void Downloads::PieceFailed(Download& download, const Assignment& assignment, uint32_t n,
+                            const absl::Status& status) {
+  if (assignment.parent.has_value()) {
     const std::string& id = assignment.parent->host_id;
     if (!absl::IsResourceExhausted(status)) {  // "busy" is routine in a swarm: counted only
       ++metrics_->peer_failures;
-      LogWarn("piece from parent failed", {{"task", download->task->meta().task_id},
+      LogWarn("piece from parent failed", {{"task", download.task->meta().task_id},
                                            {"piece", n},
                                            {"parent", id},
                                            {"error", status}});
     }
     if (absl::IsResourceExhausted(status)) {
       // Busy (with this piece, or at its upload limit): try other pieces or parents for a while.
-      if (download->piece_busy.size() > kMaxBusyEntries) download->piece_busy.clear();
-      download->piece_busy[StrCat(id, "/", n)] = absl::Now() + kParentBusyBench;
+      if (download.piece_busy.size() > kMaxBusyEntries) download.piece_busy.clear();
+      download.piece_busy[StrCat(id, "/", n)] = absl::Now() + kParentBusyBench;
     } else if (assignment.wait && absl::IsNotFound(status)) {
       // Its own origin fetch did not deliver in time: not the parent's fault.
-      download->parent_benched[id] = absl::Now() + kParentBusyBench;
+      download.parent_benched[id] = absl::Now() + kParentBusyBench;
     } else {
-      download->parent_benched[id] = absl::Now() + kParentBench;
-      download->failed_parents.push_back(id);
-      if (++download->parent_attempts[n] >= kParentAttempts) sync_wanted_ = true;
+      download.parent_benched[id] = absl::Now() + kParentBench;
+      download.failed_parents.push_back(id);
+      if (++download.parent_attempts[n] >= kParentAttempts) sync_wanted_ = true;
     }
-  } else {
-    ++metrics_->origin_failures;
-    // We gave up on this fetch: its lease is given back rather than renewed, and a retry asks
-    // for a new one (another peer may get it first; then the piece comes from that peer).
-    if (download->swarm && download->leases.erase(n) > 0) {
-      download->released.push_back(n);
-      sync_wanted_ = true;
-    }
-    int attempts = ++download->attempts[n];
-    LogWarn("piece download failed",
-            {{"task", download->task->meta().task_id}, {"piece", n}, {"error", status}});
-    if (attempts >= kPieceAttempts || absl::IsDataLoss(status)) {
-      download->task->Fail(status);
-    } else {
-      download->wanted.insert(n);  // try again, first
-    }
+    return;
   }
-  Retire(download);
+  ++metrics_->origin_failures;
+  // We gave up on this fetch: its lease is given back rather than renewed, and a retry asks
+  // for a new one (another peer may get it first; then the piece comes from that peer).
+  if (download.swarm && download.leases.erase(n) > 0) {
+    download.released.push_back(n);
+    download.deferred.erase(n);
+    sync_wanted_ = true;
+  }
+  int attempts = ++download.attempts[n];
+  LogWarn("piece download failed",
+          {{"task", download.task->meta().task_id}, {"piece", n}, {"error", status}});
+  if (attempts >= kPieceAttempts || absl::IsDataLoss(status)) {
+    download.task->Fail(status);
+  } else if (download.task->FirstGap(download.Need(n)).has_value()) {
+    download.wanted.insert(n);  // try again, first
+  }
 }
 
 // Drops a download that has nothing left to do: complete (and reported) or failed.
@@ -610,20 +778,24 @@ void Downloads::Work() {
       std::optional<Assignment> assignment = NextPiece(*entry);
       if (!assignment.has_value()) continue;
       std::shared_ptr<Download> download = entry;
-      download->in_flight.insert(assignment->piece);
+      for (uint32_t n = assignment->piece; n <= assignment->last; ++n) {
+        download->in_flight.insert(n);
+        if (!assignment->parent.has_value()) download->origin_fetches.insert(n);
+      }
       if (assignment->parent.has_value()) {
         ++download->parent_load[assignment->parent->host_id];
       } else {
-        download->origin_fetches.insert(assignment->piece);
+        ++download->origin_runs;
       }
       mu_.Unlock();
       absl::Time start = absl::Now();
+      uint64_t origin_bytes = 0;
       absl::Status status = assignment->parent.has_value()
                                 ? FetchFromParent(*download, assignment->piece, *assignment->parent,
                                                   assignment->wait, assignment->urgent)
-                                : FetchFromOrigin(*download, assignment->piece);
+                                : FetchFromOrigin(*download, *assignment, &origin_bytes);
       mu_.Lock();
-      Finished(download, *assignment, status, absl::Now() - start);
+      Finished(download, *assignment, status, absl::Now() - start, origin_bytes);
       break;
     }
   }
@@ -638,8 +810,9 @@ bool Downloads::SyncDue(const Download& download, absl::Time now) const {
     return true;
   }
   if (download.task->complete() || !download.task->failure().ok()) return false;
-  // A running origin fetch keeps its lease alive, even when nothing else is news.
-  if (!download.origin_fetches.empty()) {
+  // A running origin fetch keeps its lease alive, even when nothing else is news; so does a
+  // piece held in part.
+  if (!download.origin_fetches.empty() || download.HoldsDeferredLeases()) {
     return now >= std::min(download.next_sync, download.RenewBy());
   }
   // Polling for news only while pieces are wanted (a range-only task that is satisfied is idle).
@@ -673,9 +846,19 @@ std::vector<uint32_t> Downloads::PiecesToLease(const Download& download) const {
   return pieces;
 }
 
-// Origin leases we could use now: one per free origin slot of the task.
+// Origin leases we could use now: one per free origin slot of the task, plus one for each piece
+// a reader waits for (those are fetched at once, in runs). Leases of pieces held in part do not
+// count: they are only kept so that nobody fetches the bytes we have again.
 int Downloads::LeaseRoom(const Download& download) const {
-  return config_.concurrent_pieces - static_cast<int>(download.leases.size());
+  int others = 0;
+  for (uint32_t n : download.leases) {
+    if (!download.wanted.contains(n) && !download.deferred.contains(n)) ++others;
+  }
+  int readers = 0;
+  for (uint32_t n : download.wanted) {
+    if (!download.leases.contains(n)) ++readers;
+  }
+  return std::max(config_.concurrent_pieces - others, 0) + std::min(readers, kMaxReaderLeases);
 }
 
 schedv1::SyncTaskRequest Downloads::BuildSync(Download& download) {
@@ -693,6 +876,11 @@ schedv1::SyncTaskRequest Downloads::BuildSync(Download& download) {
   std::vector<uint32_t> fetching;
   for (uint32_t n : download.origin_fetches) {
     if (download.leases.contains(n)) fetching.push_back(n);
+  }
+  // Pieces held in part are still being fetched, as far as others are concerned: they ask us
+  // for them (waiting), and Urge() completes them at once.
+  for (uint32_t n : download.deferred) {
+    if (download.leases.contains(n) && !download.origin_fetches.contains(n)) fetching.push_back(n);
   }
   std::sort(fetching.begin(), fetching.end());
   request.mutable_fetching()->Add(fetching.begin(), fetching.end());

@@ -133,8 +133,16 @@ class Downloads {
   // in the swarm's order, rarest first. `whole` with `urgent` (a ranged request with prefetch)
   // fetches the rest in the background: in the swarm, once no `reader` (someone waiting on a
   // range now, as opposed to a prefetcher) has asked for a range of the task for a second.
+  // `bytes`, when given, are the bytes the reader needs: of the pieces at its ends only those
+  // are fetched from the origin at once (the reader never waits on, and the origin's link never
+  // carries first, bytes nobody asked for); the rest of those pieces follows once readers are
+  // quiet, when the whole task is wanted, or at once when another peer waits for the piece.
   void Want(const std::shared_ptr<piece::Task>& task, uint32_t first, uint32_t last, bool whole,
-            bool urgent = true, bool reader = false);
+            bool urgent = true, bool reader = false,
+            std::optional<piece::ByteSpan> bytes = std::nullopt);
+  // Another peer waits for pieces [first, last] of the task: whatever of them we hold only in
+  // part is completed now rather than later.
+  void Urge(const std::string& task_id, uint32_t first, uint32_t last);
   // Seed-peer mode: fetch the whole task (from the origin under leases, or from other peers).
   absl::Status Seed(const SeedTask& seed);
   // Bytes fetched for the task since this daemon started (recent tasks only).
@@ -144,6 +152,9 @@ class Downloads {
   struct Download;
   struct Assignment {
     uint32_t piece = 0;
+    uint32_t last = 0;      // the run of pieces [piece, last] (origin requests only)
+    piece::ByteSpan bytes;  // what is asked for: a whole piece from a parent; from the origin,
+                            // the bytes of the run still missing (a reader's exact range)
     std::optional<ParentAddress> parent;  // nullopt: from the origin
     bool wait = false;    // the parent is still fetching it from the origin: wait for it there
     bool urgent = false;  // a reader waits on it
@@ -167,13 +178,28 @@ class Downloads {
   std::optional<Assignment> SourceFor(Download& download, uint32_t n, bool urgent)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::optional<Assignment> RarestPiece(Download& download) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // An origin assignment for piece n: its missing bytes (those a reader needs, if it is wanted),
+  // run on over the following wanted pieces leased to us.
+  Assignment OriginRun(Download& download, Assignment assignment)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Pieces held in part, completed once readers are quiet or the whole task is wanted.
+  std::optional<Assignment> DeferredPiece(Download& download, absl::Time now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool HasWork() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Work();
-  absl::Status FetchFromOrigin(const Download& download, uint32_t n);
+  // Stores what arrives piece by piece (parts at the ends); `stored` counts the bytes stored.
+  absl::Status FetchFromOrigin(const Download& download, const Assignment& assignment,
+                               uint64_t* stored);
   absl::Status FetchFromParent(const Download& download, uint32_t n, const ParentAddress& parent,
                                bool wait, bool urgent);
   void Finished(const std::shared_ptr<Download>& download, const Assignment& assignment,
-                const absl::Status& status, absl::Duration cost) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+                const absl::Status& status, absl::Duration cost, uint64_t origin_bytes)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // One piece of a finished assignment: `ok` if what was asked of it arrived.
+  void PieceFetched(Download& download, const Assignment& assignment, uint32_t n, bool ok,
+                    absl::Duration cost) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void PieceFailed(Download& download, const Assignment& assignment, uint32_t n,
+                   const absl::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Retire(const std::shared_ptr<Download>& download) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // The swarm's sync thread.

@@ -53,7 +53,13 @@ class Origin {
   std::string url() const { return server_->url() + "/blob"; }
   std::vector<uint64_t> range_offsets() {
     absl::MutexLock lock(&mu_);
-    return range_offsets_;
+    std::vector<uint64_t> offsets;
+    for (const net::ByteRange& range : ranges_) offsets.push_back(range.offset);
+    return offsets;
+  }
+  std::vector<net::ByteRange> ranges() {
+    absl::MutexLock lock(&mu_);
+    return ranges_;
   }
   // The range at `offset` is answered after `delay`.
   void SetDelay(uint64_t offset, absl::Duration delay) {
@@ -83,7 +89,7 @@ class Origin {
     bool fail = false;
     {
       absl::MutexLock lock(&mu_);
-      range_offsets_.push_back(parsed->offset);
+      ranges_.push_back(*parsed);
       if (auto it = delays_.find(parsed->offset); it != delays_.end()) delay = it->second;
       fail = fail_once_.erase(parsed->offset) > 0;
     }
@@ -100,7 +106,7 @@ class Origin {
   const std::string content_;
   std::unique_ptr<net::HttpServer> server_;
   absl::Mutex mu_;
-  std::vector<uint64_t> range_offsets_ ABSL_GUARDED_BY(mu_);
+  std::vector<net::ByteRange> ranges_ ABSL_GUARDED_BY(mu_);
   std::map<uint64_t, absl::Duration> delays_ ABSL_GUARDED_BY(mu_);
   std::set<uint64_t> fail_once_ ABSL_GUARDED_BY(mu_);
 };
@@ -337,14 +343,14 @@ TEST_F(DownloadsTest, OriginOnlyUnderALease) {
   absl::SleepFor(absl::Milliseconds(300));  // time for anything else (wrongly) to be fetched
   EXPECT_THAT(origin_->range_offsets(), ElementsAre(uint64_t{3} * kPiece));
   EXPECT_EQ(task->pieces_present(), 1u);
-  // The peer asked for leases, no more at once than it fetches at once, and reported the piece
-  // as an origin fetch.
+  // The peer asked for leases, no more at once than it fetches at once (its origin slots, plus
+  // the pieces readers wait for, which go in runs), and reported the piece as an origin fetch.
   bool asked = false;
   bool reported = false;
   for (const schedv1::SyncTaskRequest& request : scheduler_->requests()) {
     if (request.want_origin_size() > 0) {
       asked = true;
-      EXPECT_LE(request.max_origin_grants(), 4u);
+      EXPECT_LE(request.max_origin_grants(), 4u + kPieces);
     }
     for (const schedv1::PieceReport& report : request.pieces()) {
       EXPECT_EQ(report.number(), 3u);
@@ -622,6 +628,70 @@ TEST_F(DownloadsTest, HostNotAnnouncedReannouncesAndRegistersHeldTasks) {
   }
   EXPECT_EQ(held_syncs, 1);
   EXPECT_EQ(metrics_.origin_fallbacks.load(), 0u);
+}
+
+// A reader's range that starts and ends inside pieces: the origin is asked for exactly its bytes,
+// in one request; the pieces at its ends are held in part (readable here, never offered to
+// peers) and their other bytes follow once readers are quiet, each byte fetched once.
+TEST_F(DownloadsTest, AReadersRangeIsFetchedExactlyAndItsEndPiecesCompletedLater) {
+  Start(GrantEverything());
+  OriginError error;
+  ASSERT_OK_AND_ASSIGN(std::shared_ptr<piece::Task> task,
+                       downloads_->Open(meta_.task_id, {.url = origin_->url()}, &error));
+  const piece::ByteSpan bytes{kPiece + 100, 3 * kPiece + 200};
+  downloads_->Want(task, 1, 3, /*whole=*/false, /*urgent=*/true, /*reader=*/true, bytes);
+  ASSERT_TRUE(task->WaitForRange(bytes, absl::Now() + absl::Seconds(10)));
+  const absl::Time read_at = absl::Now();
+  std::string out(bytes.length(), '\0');
+  ASSERT_OK(task->ReadRange(bytes.begin, std::span<char>(out)));
+  EXPECT_EQ(out, content_.substr(bytes.begin, bytes.length()));
+  ASSERT_FALSE(origin_->ranges().empty());
+  EXPECT_EQ(origin_->ranges().front().offset, bytes.begin);
+  EXPECT_EQ(origin_->ranges().front().length, bytes.length());
+  EXPECT_TRUE(task->HasPiece(2));
+  EXPECT_FALSE(task->HasPiece(0));
+
+  // Pieces 1 and 3 complete after a quiet second (until then the syncs say we are fetching
+  // them, so that peers wanting them ask us rather than the origin).
+  ASSERT_TRUE(task->WaitForPieces(1, 3, absl::Now() + absl::Seconds(10)));
+  EXPECT_GE(absl::Now() - read_at, absl::Milliseconds(900));
+  EXPECT_FALSE(task->HasPiece(0));
+  uint64_t fetched = 0;
+  for (const net::ByteRange& range : origin_->ranges()) fetched += range.length;
+  EXPECT_EQ(fetched, 3 * kPiece) << "a byte was fetched twice";
+  std::string pieces(3 * kPiece, '\0');
+  ASSERT_OK(task->ReadRange(kPiece, std::span<char>(pieces)));
+  EXPECT_EQ(pieces, content_.substr(kPiece, 3 * kPiece));
+  bool said_fetching = false;
+  for (const schedv1::SyncTaskRequest& request : scheduler_->requests()) {
+    for (uint32_t n : request.fetching()) said_fetching = said_fetching || n == 3;
+  }
+  EXPECT_TRUE(said_fetching);
+}
+
+// A peer waiting for a piece we hold in part (Urge, from the upload service) does not wait for
+// the readers to be quiet.
+TEST_F(DownloadsTest, APieceHeldInPartIsCompletedAtOnceWhenAPeerWaitsForIt) {
+  Start(GrantEverything());
+  OriginError error;
+  ASSERT_OK_AND_ASSIGN(std::shared_ptr<piece::Task> task,
+                       downloads_->Open(meta_.task_id, {.url = origin_->url()}, &error));
+  const piece::ByteSpan bytes{kPiece + 100, kPiece + 5000};
+  downloads_->Want(task, 1, 1, /*whole=*/false, /*urgent=*/true, /*reader=*/true, bytes);
+  ASSERT_TRUE(task->WaitForRange(bytes, absl::Now() + absl::Seconds(10)));
+  const absl::Time read_at = absl::Now();
+  EXPECT_FALSE(task->HasPiece(1));
+  downloads_->Urge(meta_.task_id, 0, 2);
+  ASSERT_TRUE(task->WaitForPieces(1, 1, absl::Now() + absl::Seconds(10)));
+  EXPECT_LT(absl::Now() - read_at, absl::Milliseconds(900)) << "waited for the readers' quiet";
+  EXPECT_FALSE(task->HasPiece(0)) << "Urge fetched a piece nobody held in part";
+  std::string piece(kPiece, '\0');
+  ASSERT_OK(task->ReadRange(kPiece, std::span<char>(piece)));
+  EXPECT_EQ(piece, content_.substr(kPiece, kPiece));
+  // The head and the tail of the piece, each once.
+  uint64_t fetched = 0;
+  for (const net::ByteRange& range : origin_->ranges()) fetched += range.length;
+  EXPECT_EQ(fetched, kPiece);
 }
 
 }  // namespace

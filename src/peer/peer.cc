@@ -189,6 +189,10 @@ absl::Status Peer::StartSwarm() {
     ASSIGN_OR_RETURN(host_, DescribeHost(config, "", upload_server_->port()));
   }
   downloads_ = std::make_unique<Downloads>(std::move(options));
+  Downloads* downloads = downloads_.get();
+  upload->SetWaitHandler([downloads](const std::string& task_id, uint32_t first, uint32_t last) {
+    downloads->Urge(task_id, first, last);
+  });
   return absl::OkStatus();
 }
 

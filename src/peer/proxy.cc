@@ -261,15 +261,22 @@ void Proxy::ServeFromSwarm(const net::ServerRequest& request, const std::string&
   // A reader, as opposed to a prefetcher: naiad fs (and nydusd) mark prefetch reads with a low
   // X-Dragonfly-Priority; those must not hold back the task's background prefetch.
   const bool reader = urgent && !IsLowPriority(request.headers.Get("X-Dragonfly-Priority"));
+  const piece::ByteSpan bytes{range.offset, range.end()};
   auto want = [&](uint32_t from) {
-    downloads_->Want(task, from, from + std::min(window, last - from), whole, urgent, reader);
+    downloads_->Want(task, from, from + std::min(window, last - from), whole, urgent, reader,
+                     bytes);
   };
   want(first);
+  // The range's bytes in piece n: at the range's ends, the reader waits for those only.
+  auto share = [&](uint32_t n) {
+    return piece::ByteSpan{std::max(range.offset, meta.PieceOffset(n)),
+                           std::min(range.end(), meta.PieceOffset(n) + meta.PieceLength(n))};
+  };
 
   const absl::Duration wait = config_.download.piece_timeout * 3;
   // Wait for the first piece before answering, so that a failing origin still gets an error
   // status rather than a truncated body.
-  if (!task->WaitForPieces(first, first, absl::Now() + wait)) {
+  if (!task->WaitForRange(share(first), absl::Now() + wait)) {
     absl::Status failure = task->failure();
     Reject(writer, failure.ok() ? 504 : 502,
            failure.ok() ? "timed out waiting for data" : ToStd(failure.message()));
@@ -280,11 +287,11 @@ void Proxy::ServeFromSwarm(const net::ServerRequest& request, const std::string&
   uint64_t offset = range.offset;
   for (uint32_t n = first; n <= last; ++n) {
     if (n != first) want(n);
-    if (!task->WaitForPieces(n, n, absl::Now() + wait)) {
+    if (!task->WaitForRange(share(n), absl::Now() + wait)) {
       LogWarn("piece did not arrive; closing the response", {{"task", task_id}, {"piece", n}});
       return;  // the connection is closed: the client sees a truncated body, never a wrong one
     }
-    uint64_t end = std::min(range.end(), meta.PieceOffset(n) + meta.PieceLength(n));
+    uint64_t end = share(n).end;
     buffer.resize(end - offset);
     if (!task->ReadRange(offset, std::span<char>(buffer)).ok()) return;
     if (!writer.Write(buffer).ok()) return;

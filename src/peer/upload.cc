@@ -549,12 +549,27 @@ void UploadService::Release(const std::string& requester) {
   if (it != per_peer_.end() && --it->second <= 0) per_peer_.erase(it);
 }
 
+void UploadService::SetWaitHandler(WaitHandler handler) {
+  absl::MutexLock lock(&mu_);
+  on_wait_ = std::move(handler);
+}
+
 absl::Status UploadService::AwaitPieces(const piece::Task& task, uint32_t first, uint32_t last,
                                         absl::Duration wait) const {
   const absl::Time deadline = absl::Now() + wait;
+  bool urged = false;
   for (;;) {
     std::optional<uint32_t> missing = FirstMissing(task, first, last);
     if (!missing.has_value()) return absl::OkStatus();
+    if (wait > absl::ZeroDuration() && !urged) {
+      urged = true;
+      WaitHandler handler;
+      {
+        absl::MutexLock lock(&mu_);
+        handler = on_wait_;
+      }
+      if (handler) handler(task.meta().task_id, *missing, last);
+    }
     std::string what = StrCat("piece ", *missing, " of task ", task.meta().task_id, " is not here");
     if (absl::Status failure = task.failure(); !failure.ok()) {
       return absl::NotFoundError(StrCat(what, " (", failure.message(), ")"));

@@ -119,6 +119,12 @@ class UploadService {
   // 503. For shutdown: a waiting handler would otherwise hold up HttpServer::Shutdown().
   void Stop();
 
+  // Called when a request waits (X-Naiad-Wait-Ms) for pieces [first, last] of a task that are
+  // not all here yet: the peer's downloads complete what they hold in part at once.
+  using WaitHandler =
+      std::function<void(const std::string& task_id, uint32_t first, uint32_t last)>;
+  void SetWaitHandler(WaitHandler handler);
+
   // Uploads in progress (admitted /download requests, waiting or sending).
   int active() const;
   const UploadMetrics& metrics() const { return metrics_; }
@@ -166,6 +172,7 @@ class UploadService {
   std::atomic<bool> stopping_{false};
 
   mutable absl::Mutex mu_;
+  WaitHandler on_wait_ ABSL_GUARDED_BY(mu_);
   int active_ ABSL_GUARDED_BY(mu_) = 0;
   absl::flat_hash_map<std::string, int> per_peer_ ABSL_GUARDED_BY(mu_);  // only entries > 0
   // "<task id>/<piece>" of single-piece uploads in progress (see kUrgentHeader).

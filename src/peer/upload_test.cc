@@ -276,6 +276,37 @@ TEST_F(UploadTest, WaitsForAPieceThatArrives) {
   EXPECT_THAT(response.headers.Get(kPieceCrcHeader), Optional(CrcHex(PieceBytes(*task, 2))));
 }
 
+// A waiting request tells the peer's downloads which pieces someone waits for (so that a piece
+// held in part is completed now); the piece then arrives and is served. Requests that do not
+// wait tell nobody.
+TEST_F(UploadTest, AWaitingRequestUrgesTheMissingPieces) {
+  Start();
+  auto task = MakeTask('a', kLength, {0});
+  absl::Mutex mu;
+  std::vector<std::string> urged;
+  service_->SetWaitHandler([&](const std::string& task_id, uint32_t first, uint32_t last) {
+    absl::MutexLock lock(&mu);
+    urged.push_back(StrCat(task_id, ":", first, "-", last));
+  });
+  net::HttpResponse response =
+      Get(DownloadPath(Id('a')), Headers({{"Range", StrCat("bytes=0-", 2 * kPiece - 1)}}));
+  EXPECT_EQ(response.status, 404);
+  {
+    absl::MutexLock lock(&mu);
+    EXPECT_TRUE(urged.empty());
+  }
+  std::thread writer([&] {
+    absl::SleepFor(absl::Milliseconds(200));
+    EXPECT_OK(WritePiece(*task, 1));
+  });
+  response = Get(DownloadPath(Id('a')), Headers({{"Range", StrCat("bytes=0-", 2 * kPiece - 1)},
+                                                 {std::string(kWaitMsHeader), "5000"}}));
+  writer.join();
+  EXPECT_EQ(response.status, 206);
+  absl::MutexLock lock(&mu);
+  EXPECT_THAT(urged, ::testing::ElementsAre(StrCat(Id('a'), ":1-1")));
+}
+
 TEST_F(UploadTest, WaitEndsInNotFound) {
   Start();
   MakeTask('a', kLength, {0});

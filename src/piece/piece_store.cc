@@ -195,7 +195,17 @@ class TaskImpl final : public Task {
   }
 
   absl::Status WritePiece(uint32_t n, std::string_view bytes, std::optional<uint32_t> crc) override;
+  absl::Status WritePart(uint64_t offset, std::string_view bytes) override;
   bool WaitForPieces(uint32_t first, uint32_t last, absl::Time deadline) const override;
+  bool HasRange(ByteSpan span) const override {
+    absl::MutexLock lock(&mu_);
+    return !Gap(span).has_value();
+  }
+  bool WaitForRange(ByteSpan span, absl::Time deadline) const override;
+  std::optional<ByteSpan> FirstGap(ByteSpan span) const override {
+    absl::MutexLock lock(&mu_);
+    return Gap(span);
+  }
   absl::Status ReadRange(uint64_t offset, std::span<char> out) const override;
 
   bool complete() const override {
@@ -259,6 +269,14 @@ class TaskImpl final : public Task {
     }
     return true;
   }
+  uint64_t PieceEnd(uint32_t n) const { return meta_.PieceOffset(n) + meta_.PieceLength(n); }
+  // From `pos`, the end (at most `limit`) of the run of readable bytes starting there.
+  uint64_t ReadableRunEnd(uint64_t pos, uint64_t limit) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // From `pos`, the end (at most `limit`) of the run of unreadable bytes starting there.
+  uint64_t MissingRunEnd(uint64_t pos, uint64_t limit) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::optional<ByteSpan> Gap(ByteSpan span) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Adds `part` to piece n's parts (merged with those it touches); true if they now cover it.
+  bool AddPart(uint32_t n, ByteSpan part) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const TaskMeta meta_;
   const std::string dir_;
@@ -274,6 +292,8 @@ class TaskImpl final : public Task {
   mutable absl::CondVar cv_;  // piece recorded, write finished, task failed
   std::vector<uint8_t> present_ ABSL_GUARDED_BY(mu_);
   std::vector<uint32_t> crcs_ ABSL_GUARDED_BY(mu_);
+  // Parts of pieces that are not present (WritePart): sorted, disjoint, not touching.
+  absl::flat_hash_map<uint32_t, std::vector<ByteSpan>> parts_ ABSL_GUARDED_BY(mu_);
   // A piece being written by some thread: another writer of it waits (two writers of different
   // bytes would otherwise interleave under one crc).
   std::vector<uint8_t> in_flight_ ABSL_GUARDED_BY(mu_);
@@ -376,7 +396,117 @@ absl::Status TaskImpl::RecordPiece(uint32_t n, uint32_t crc) {
   crcs_[n] = crc;
   present_count_ += 1;
   bytes_present_ += meta_.PieceLength(n);
+  parts_.erase(n);
   return absl::OkStatus();
+}
+
+absl::Status TaskImpl::WritePart(uint64_t offset, std::string_view bytes) {
+  const uint32_t n = meta_.piece_size == 0 ? 0 : static_cast<uint32_t>(offset / meta_.piece_size);
+  if (n >= present_.size() || offset + bytes.size() > PieceEnd(n)) {
+    return absl::InvalidArgumentError(StrCat(bytes.size(), " bytes at ", offset, " of task ",
+                                             meta_.task_id, " are not inside one piece"));
+  }
+  if (bytes.empty()) return absl::OkStatus();
+  if (offset == meta_.PieceOffset(n) && bytes.size() == meta_.PieceLength(n)) {
+    return WritePiece(n, bytes, std::nullopt);
+  }
+  Touch();
+  {
+    absl::MutexLock lock(&mu_);
+    if (present_[n] != 0) return absl::OkStatus();
+    if (!failure_.ok()) {
+      return absl::FailedPreconditionError(
+          StrCat("task ", meta_.task_id, " has failed: ", failure_.ToString()));
+    }
+  }
+  // Bytes first, the part second: a reader that sees the part finds its bytes on disk.
+  RETURN_IF_ERROR(Annotate(PwriteFull(data_fd_.get(), bytes, offset),
+                           StrCat("write part of piece ", n, " to ", DataPath(dir_))));
+  bool covered = false;
+  {
+    absl::MutexLock lock(&mu_);
+    if (present_[n] != 0 || !failure_.ok()) return absl::OkStatus();
+    covered = AddPart(n, {offset, offset + bytes.size()});
+    cv_.SignalAll();
+  }
+  if (!covered) return absl::OkStatus();
+  // The parts make the whole piece: it becomes present like any other (crc, completion).
+  std::string piece(meta_.PieceLength(n), '\0');
+  RETURN_IF_ERROR(Annotate(PreadFull(data_fd_.get(), std::span<char>(piece), meta_.PieceOffset(n)),
+                           StrCat("read back piece ", n, " from ", DataPath(dir_))));
+  return WritePiece(n, piece, std::nullopt);
+}
+
+bool TaskImpl::AddPart(uint32_t n, ByteSpan part) {
+  std::vector<ByteSpan>& parts = parts_[n];
+  std::vector<ByteSpan> merged;
+  merged.reserve(parts.size() + 1);
+  for (const ByteSpan& existing : parts) {
+    if (existing.end < part.begin || existing.begin > part.end) {
+      merged.push_back(existing);
+    } else {
+      part = {std::min(part.begin, existing.begin), std::max(part.end, existing.end)};
+    }
+  }
+  merged.insert(
+      std::upper_bound(merged.begin(), merged.end(), part,
+                       [](const ByteSpan& a, const ByteSpan& b) { return a.begin < b.begin; }),
+      part);
+  parts = std::move(merged);
+  return parts.size() == 1 && parts[0].begin == meta_.PieceOffset(n) && parts[0].end == PieceEnd(n);
+}
+
+uint64_t TaskImpl::ReadableRunEnd(uint64_t pos, uint64_t limit) const {
+  while (pos < limit) {
+    const uint32_t n = static_cast<uint32_t>(pos / meta_.piece_size);
+    if (present_[n] != 0) {
+      pos = std::min(PieceEnd(n), limit);
+      continue;
+    }
+    auto it = parts_.find(n);
+    if (it == parts_.end()) return pos;
+    const ByteSpan* holding = nullptr;
+    for (const ByteSpan& part : it->second) {
+      if (part.begin <= pos && pos < part.end) holding = &part;
+    }
+    if (holding == nullptr) return pos;
+    pos = std::min(holding->end, limit);
+    if (holding->end < PieceEnd(n)) return pos;  // a gap follows inside the piece
+  }
+  return limit;
+}
+
+uint64_t TaskImpl::MissingRunEnd(uint64_t pos, uint64_t limit) const {
+  while (pos < limit) {
+    const uint32_t n = static_cast<uint32_t>(pos / meta_.piece_size);
+    if (present_[n] != 0) return pos;
+    uint64_t next_part = PieceEnd(n);
+    if (auto it = parts_.find(n); it != parts_.end()) {
+      for (const ByteSpan& part : it->second) {
+        if (part.begin <= pos && pos < part.end) return pos;
+        if (part.begin > pos) next_part = std::min(next_part, part.begin);
+      }
+    }
+    pos = std::min(next_part, limit);
+    if (next_part < PieceEnd(n)) return pos;  // a part starts inside the piece
+  }
+  return limit;
+}
+
+std::optional<ByteSpan> TaskImpl::Gap(ByteSpan span) const {
+  span.end = std::min(span.end, meta_.content_length);
+  const uint64_t start = ReadableRunEnd(span.begin, span.end);
+  if (start >= span.end) return std::nullopt;
+  return ByteSpan{start, MissingRunEnd(start, span.end)};
+}
+
+bool TaskImpl::WaitForRange(ByteSpan span, absl::Time deadline) const {
+  absl::MutexLock lock(&mu_);
+  for (;;) {
+    if (!Gap(span).has_value()) return true;
+    if (!failure_.ok()) return false;
+    if (cv_.WaitWithDeadline(&mu_, deadline)) return !Gap(span).has_value();
+  }
 }
 
 absl::Status TaskImpl::VerifyContent() const {
@@ -403,6 +533,7 @@ absl::Status TaskImpl::DropAllPieces(const absl::Status& why) {
   absl::MutexLock lock(&mu_);
   std::fill(present_.begin(), present_.end(), 0);
   std::fill(crcs_.begin(), crcs_.end(), 0);
+  parts_.clear();
   present_count_ = 0;
   bytes_present_ = 0;
   if (failure_.ok()) failure_ = why;
@@ -439,16 +570,13 @@ absl::Status TaskImpl::ReadRange(uint64_t offset, std::span<char> out) const {
                                         meta_.task_id, " (", meta_.content_length, " bytes)"));
   }
   if (out.empty()) return absl::OkStatus();
-  const uint32_t first = static_cast<uint32_t>(offset / meta_.piece_size);
-  const uint32_t last = static_cast<uint32_t>((offset + out.size() - 1) / meta_.piece_size);
   absl::ReaderMutexLock data_lock(&data_mu_);
   {
     absl::MutexLock lock(&mu_);
-    for (uint32_t n = first; n <= last; ++n) {
-      if (present_[n] == 0) {
-        return absl::FailedPreconditionError(
-            StrCat("piece ", n, " of task ", meta_.task_id, " is not present"));
-      }
+    if (std::optional<ByteSpan> gap = Gap({offset, offset + out.size()})) {
+      return absl::FailedPreconditionError(
+          StrCat("bytes ", gap->begin, "-", gap->end - 1, " of task ", meta_.task_id, " (piece ",
+                 gap->begin / meta_.piece_size, ") are not present"));
     }
   }
   absl::Status status = PreadFull(data_fd_.get(), out, offset);

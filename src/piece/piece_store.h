@@ -47,6 +47,14 @@ std::optional<std::string> BlobDigestOfUrl(std::string_view url);
 // Whether `task_id` is exactly 64 lowercase hex digits, the only form that reaches the disk.
 bool IsValidTaskId(std::string_view task_id);
 
+// Bytes [begin, end) of a task's content.
+struct ByteSpan {
+  uint64_t begin = 0;
+  uint64_t end = 0;
+  uint64_t length() const { return end - begin; }
+  bool operator==(const ByteSpan&) const = default;
+};
+
 struct TaskMeta {
   std::string task_id;  // 64 hex characters (anything else is InvalidArgument)
   std::string url;      // where it came from (filtered), for information
@@ -75,11 +83,26 @@ class Task {
   // has a digest, the whole content is verified: a mismatch drops every piece (DataLoss).
   virtual absl::Status WritePiece(uint32_t n, std::string_view bytes,
                                   std::optional<uint32_t> crc = std::nullopt) = 0;
+  // Stores `bytes` at `offset`: part of one piece that is not present yet (what an origin request
+  // for a reader's exact range brings of the pieces at the range's ends). Parts are kept in
+  // memory only — a restart forgets them and their bytes are fetched again — and are readable
+  // locally (HasRange, WaitForRange, ReadRange) but never count as a present piece: other peers
+  // only ever get whole pieces. Once a piece's parts cover all of it, the piece becomes present
+  // as if written whole (its crc32c computed over the bytes as stored). Bytes that cover the
+  // whole piece are WritePiece; a part of a present piece is a no-op.
+  virtual absl::Status WritePart(uint64_t offset, std::string_view bytes) = 0;
   // Blocks until pieces [first, last] are all present, the deadline passes (false) or the task is
   // failed (false).
   virtual bool WaitForPieces(uint32_t first, uint32_t last, absl::Time deadline) const = 0;
-  // Copies [offset, offset + out.size()) of the content; FailedPrecondition if a piece in the
-  // range is missing.
+  // Whether every byte of `span` is readable (in present pieces or parts).
+  virtual bool HasRange(ByteSpan span) const = 0;
+  // Blocks until HasRange(span), the deadline passes (false) or the task is failed (false).
+  virtual bool WaitForRange(ByteSpan span, absl::Time deadline) const = 0;
+  // The first run of bytes in `span` that is not readable, as long as it goes on inside `span`;
+  // nullopt if all of `span` is readable.
+  virtual std::optional<ByteSpan> FirstGap(ByteSpan span) const = 0;
+  // Copies [offset, offset + out.size()) of the content; FailedPrecondition if a byte in the
+  // range is in neither a present piece nor a part.
   virtual absl::Status ReadRange(uint64_t offset, std::span<char> out) const = 0;
   // All pieces present (and, with a digest, verified).
   virtual bool complete() const = 0;

@@ -244,6 +244,81 @@ TEST_F(PieceStoreTest, WriteAndReadPieces) {
   EXPECT_EQ(store->Find(Id('b')), nullptr);
 }
 
+// Parts: bytes of a piece that is not present, readable here, made a piece once they cover it.
+TEST_F(PieceStoreTest, PartsAreReadableAndBecomeAPieceWhenTheyCoverIt) {
+  ASSERT_OK_AND_ASSIGN(auto store, PieceStore::Open(Options()));
+  const std::string content = PseudoRandomBytes(3 * kPiece + 50);
+  ASSERT_OK_AND_ASSIGN(auto task, store->CreateOrOpen(Meta(Id('a'), content)));
+  auto part = [&](uint64_t begin, uint64_t end) {
+    return task->WritePart(begin, std::string_view(content).substr(begin, end - begin));
+  };
+  const uint64_t p1 = kPiece;  // piece 1 is [p1, p1 + kPiece)
+  ASSERT_OK(part(p1 + 1000, p1 + 2000));
+  ASSERT_OK(part(p1 + 5000, p1 + 6000));
+  EXPECT_FALSE(task->HasPiece(1));
+  EXPECT_TRUE(task->HasRange({p1 + 1000, p1 + 2000}));
+  EXPECT_FALSE(task->HasRange({p1 + 1000, p1 + 2001}));
+  EXPECT_EQ(task->FirstGap({p1, p1 + kPiece}), (ByteSpan{p1, p1 + 1000}));
+  EXPECT_EQ(task->FirstGap({p1 + 1500, p1 + 5500}), (ByteSpan{p1 + 2000, p1 + 5000}));
+  EXPECT_EQ(task->FirstGap({p1 + 1000, p1 + 2000}), std::nullopt);
+  // A gap runs on into the next piece while nothing is held there.
+  EXPECT_EQ(task->FirstGap({p1 + 5500, 2 * kPiece + 10}), (ByteSpan{p1 + 6000, 2 * kPiece + 10}));
+  std::string out(1000, '\0');
+  ASSERT_OK(task->ReadRange(p1 + 1000, out));
+  EXPECT_EQ(out, content.substr(p1 + 1000, 1000));
+  EXPECT_THAT(task->ReadRange(p1 + 1500, out),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("piece 1")));
+  EXPECT_THAT(task->WritePart(p1 + kPiece - 10, std::string(20, 'x')),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("one piece")));
+
+  // A waiter for a range wakes when a part brings it.
+  std::atomic<bool> woke{false};
+  std::thread waiter([&] {
+    woke = task->WaitForRange({p1 + 1500, p1 + 5500}, absl::Now() + absl::Seconds(30));
+  });
+  ASSERT_OK(part(p1 + 1900, p1 + 5100));
+  waiter.join();
+  EXPECT_TRUE(woke.load());
+
+  // Filling the gaps (overlapping what is held) makes piece 1 present, with its crc.
+  ASSERT_OK(part(p1, p1 + 1200));
+  EXPECT_FALSE(task->HasPiece(1));
+  ASSERT_OK(part(p1 + 5900, p1 + kPiece));
+  EXPECT_TRUE(task->HasPiece(1));
+  EXPECT_EQ(task->PieceCrc(1), Crc32c(PieceOf(task->meta(), content, 1)));
+  ASSERT_OK(part(p1, p1 + 10));  // a part of a present piece: nothing to do
+
+  // Parts live in memory only: a restart keeps the piece, not the parts of piece 2.
+  ASSERT_OK(part(2 * kPiece, 2 * kPiece + 100));
+  EXPECT_TRUE(task->HasRange({2 * kPiece, 2 * kPiece + 100}));
+  task.reset();
+  store.reset();
+  ASSERT_OK_AND_ASSIGN(store, PieceStore::Open(Options()));
+  task = store->Find(Id('a'));
+  ASSERT_NE(task, nullptr);
+  EXPECT_TRUE(task->HasPiece(1));
+  EXPECT_FALSE(task->HasRange({2 * kPiece, 2 * kPiece + 100}));
+}
+
+// The last piece made of parts completes the task: its digest is checked as for any piece.
+TEST_F(PieceStoreTest, PartsCompleteATaskAndItsDigestIsChecked) {
+  ASSERT_OK_AND_ASSIGN(auto store, PieceStore::Open(Options()));
+  const std::string content = PseudoRandomBytes(2 * kPiece + 7);
+  ASSERT_OK_AND_ASSIGN(auto task, store->CreateOrOpen(Meta(Id('a'), content)));
+  ASSERT_OK(task->WritePiece(0, PieceOf(task->meta(), content, 0)));
+  ASSERT_OK(task->WritePiece(2, PieceOf(task->meta(), content, 2)));
+  ASSERT_OK(task->WritePart(kPiece + 100, std::string_view(content).substr(kPiece + 100, 900)));
+  std::string wrong(100, 'x');
+  EXPECT_FALSE(task->complete());
+  ASSERT_OK(task->WritePart(kPiece, wrong));
+  EXPECT_THAT(task->WritePart(kPiece + 1000,
+                              std::string_view(content).substr(kPiece + 1000, kPiece - 1000)),
+              StatusIs(absl::StatusCode::kDataLoss, HasSubstr("expected sha256:")));
+  EXPECT_FALSE(task->complete());
+  EXPECT_EQ(task->pieces_present(), 0u);
+  EXPECT_FALSE(task->HasRange({kPiece + 100, kPiece + 1000}));
+}
+
 TEST_F(PieceStoreTest, CrcMismatchIsRejected) {
   ASSERT_OK_AND_ASSIGN(auto store, PieceStore::Open(Options()));
   const std::string content = PseudoRandomBytes(3 * kPiece);
