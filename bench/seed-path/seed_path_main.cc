@@ -220,9 +220,35 @@ class Bench {
     if (flags_.oci) RETURN_IF_ERROR(Oci(swarm, round, b, dir));
     RETURN_IF_ERROR(Lazy(swarm, round, "lazy-cold", b, dir + "/cache-direct", false, dir).status());
     ASSIGN_OR_RETURN(alone, Lazy(swarm, round, "p2p-cold", a, dir + "/cache-a", true, dir));
+    // A's peer holds the pieces at the ends of the ranges it read only in part until its readers
+    // have been quiet for a second: "hit remote peer" starts once it has completed them.
+    RETURN_IF_ERROR(WaitForOriginQuiet(swarm));
     RETURN_IF_ERROR(Lazy(swarm, round, "remote-peer", b, dir + "/cache-b", true, dir).status());
     RETURN_IF_ERROR(Lazy(swarm, round, "local-peer", a, dir + "/cache-a2", true, dir).status());
     return Lazy(swarm, round, "blob-cache", a, dir + "/cache-a", true, dir).status();
+  }
+
+  // Returns once no peer of the swarm has fetched from the origin for 1.5 s (at most 30 s).
+  absl::Status WaitForOriginQuiet(const P2pCluster& swarm) {
+    auto origin_total = [&]() -> absl::StatusOr<double> {
+      ASSIGN_OR_RETURN(Snapshot snapshot, TakeSnapshot(swarm));
+      double total = 0;
+      for (const auto& [host, counters] : snapshot) total += counters.origin;
+      return total;
+    };
+    ASSIGN_OR_RETURN(double last, origin_total());
+    Clock::time_point changed = Clock::now();
+    for (Clock::time_point start = Clock::now(); Since(start) < 30;) {
+      absl::SleepFor(absl::Milliseconds(250));
+      ASSIGN_OR_RETURN(double now, origin_total());
+      if (now != last) {
+        last = now;
+        changed = Clock::now();
+      } else if (Since(changed) >= 1.5) {
+        return absl::OkStatus();
+      }
+    }
+    return absl::DeadlineExceededError("the swarm kept fetching from the origin for 30 s");
   }
 
   // The seed's nydusd config for a node; without the mirror when !through_peer.
