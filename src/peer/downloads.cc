@@ -370,6 +370,13 @@ void Downloads::Urge(const std::string& task_id, uint32_t first, uint32_t last) 
     n = download.deferred.erase(n);
     ++version_;
   }
+  // Pieces a reader of ours wants only part of, whose fetch may be running now: once that part
+  // is in, the rest follows at once instead of being deferred (the waiting peer would otherwise
+  // wait for our readers to go quiet).
+  for (auto n = download.wanted.lower_bound(first); n != download.wanted.end() && *n <= last;
+       ++n) {
+    if (download.spans.erase(*n) > 0) ++version_;
+  }
 }
 
 bool Downloads::WantsWhole(const Download& download, absl::Time now) const {

@@ -694,5 +694,28 @@ TEST_F(DownloadsTest, APieceHeldInPartIsCompletedAtOnceWhenAPeerWaitsForIt) {
   EXPECT_EQ(fetched, kPiece);
 }
 
+// A peer that waits for a piece while our reader's part of it is still arriving: the rest of the
+// piece follows right after that part, not a quiet second later.
+TEST_F(DownloadsTest, APieceUrgedWhileItsPartIsArrivingIsCompletedRightAfter) {
+  Start(GrantEverything());
+  OriginError error;
+  ASSERT_OK_AND_ASSIGN(std::shared_ptr<piece::Task> task,
+                       downloads_->Open(meta_.task_id, {.url = origin_->url()}, &error));
+  const piece::ByteSpan bytes{kPiece + 100, kPiece + 5000};
+  origin_->SetDelay(bytes.begin, absl::Milliseconds(300));
+  const absl::Time asked = absl::Now();
+  downloads_->Want(task, 1, 1, /*whole=*/false, /*urgent=*/true, /*reader=*/true, bytes);
+  absl::SleepFor(absl::Milliseconds(100));  // the part's fetch is running
+  downloads_->Urge(meta_.task_id, 1, 1);
+  ASSERT_TRUE(task->WaitForPieces(1, 1, absl::Now() + absl::Seconds(10)));
+  EXPECT_LT(absl::Now() - asked, absl::Milliseconds(800)) << "waited for the readers' quiet";
+  std::string piece(kPiece, '\0');
+  ASSERT_OK(task->ReadRange(kPiece, std::span<char>(piece)));
+  EXPECT_EQ(piece, content_.substr(kPiece, kPiece));
+  uint64_t fetched = 0;
+  for (const net::ByteRange& range : origin_->ranges()) fetched += range.length;
+  EXPECT_EQ(fetched, kPiece);
+}
+
 }  // namespace
 }  // namespace naiad::peer
