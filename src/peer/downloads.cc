@@ -193,6 +193,27 @@ Downloads::~Downloads() {
   if (sync_thread_.joinable()) sync_thread_.join();
 }
 
+std::optional<piece::TaskMeta> Downloads::MetaFromScheduler(const std::string& task_id,
+                                                            const OriginRequest& origin) {
+  if (options_.scheduler == nullptr) return std::nullopt;
+  {
+    absl::MutexLock lock(&mu_);
+    if (absl::Now() < scheduler_down_until_) return std::nullopt;
+  }
+  absl::StatusOr<schedv1::StatTaskResponse> stat = options_.scheduler->StatTask(task_id);
+  if (!stat.ok() || stat->task().content_length() == 0 || stat->task().piece_size() == 0) {
+    return std::nullopt;  // unknown (or the scheduler is away): the origin says
+  }
+  // The origin checks the length with every range it serves (FetchFromOrigin), and the blob's
+  // digest covers the rest: a scheduler cannot make us store wrong bytes.
+  piece::TaskMeta meta{.task_id = task_id,
+                       .url = origin.url,
+                       .content_length = stat->task().content_length(),
+                       .piece_size = stat->task().piece_size()};
+  if (auto digest = piece::BlobDigestOfUrl(origin.url)) meta.digest = *digest;
+  return meta;
+}
+
 absl::StatusOr<piece::TaskMeta> Downloads::ProbeOrigin(const std::string& task_id,
                                                        const OriginRequest& origin,
                                                        OriginError* origin_error) {
@@ -288,7 +309,11 @@ absl::StatusOr<std::shared_ptr<piece::Task>> Downloads::Open(const std::string& 
     task = nullptr;
   }
   if (task == nullptr) {
-    ASSIGN_OR_RETURN(piece::TaskMeta meta, ProbeOrigin(task_id, origin, origin_error));
+    std::optional<piece::TaskMeta> known = MetaFromScheduler(task_id, origin);
+    if (!known.has_value()) {
+      ASSIGN_OR_RETURN(known, ProbeOrigin(task_id, origin, origin_error));
+    }
+    const piece::TaskMeta& meta = *known;
     ASSIGN_OR_RETURN(task, store_->CreateOrOpen(meta));
     ++metrics_->tasks_started;
   }
@@ -373,8 +398,7 @@ void Downloads::Urge(const std::string& task_id, uint32_t first, uint32_t last) 
   // Pieces a reader of ours wants only part of, whose fetch may be running now: once that part
   // is in, the rest follows at once instead of being deferred (the waiting peer would otherwise
   // wait for our readers to go quiet).
-  for (auto n = download.wanted.lower_bound(first); n != download.wanted.end() && *n <= last;
-       ++n) {
+  for (auto n = download.wanted.lower_bound(first); n != download.wanted.end() && *n <= last; ++n) {
     if (download.spans.erase(*n) > 0) ++version_;
   }
 }
@@ -607,6 +631,12 @@ absl::Status Downloads::FetchFromOrigin(const Download& download, const Assignme
             absl::StatusOr<net::ContentRange> parsed =
                 range.has_value() ? net::ParseContentRange(*range)
                                   : absl::StatusOr<net::ContentRange>(absl::NotFoundError(""));
+            if (response.status == 206 && parsed.ok() && parsed->total.has_value() &&
+                *parsed->total != meta.content_length) {
+              return absl::DataLossError(StrCat("origin says ", download.origin.url, " has ",
+                                                *parsed->total, " bytes, the task ",
+                                                meta.content_length));
+            }
             if (response.status != 206 || !parsed.ok() || parsed->range.offset != span.begin) {
               return absl::UnavailableError(StrCat(
                   "origin answered ", response.status, " (", range.value_or("no Content-Range"),

@@ -160,6 +160,9 @@ class Downloads {
     bool urgent = false;  // a reader waits on it
   };
 
+  // The task's shape as the scheduler has it (another host registered it), if it does.
+  std::optional<piece::TaskMeta> MetaFromScheduler(const std::string& task_id,
+                                                   const OriginRequest& origin);
   absl::StatusOr<piece::TaskMeta> ProbeOrigin(const std::string& task_id,
                                               const OriginRequest& origin,
                                               OriginError* origin_error);

@@ -27,9 +27,11 @@ namespace naiad::peer {
 namespace {
 
 using ::naiad::testing::PseudoRandomBytes;
+using ::naiad::testing::StatusIs;
 
 using ::testing::Contains;
 using ::testing::ElementsAre;
+using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 
 constexpr uint32_t kPiece = 256 << 10;  // PieceSizeFor() of a small task
@@ -57,6 +59,10 @@ class Origin {
     for (const net::ByteRange& range : ranges_) offsets.push_back(range.offset);
     return offsets;
   }
+  int heads() {
+    absl::MutexLock lock(&mu_);
+    return heads_;
+  }
   std::vector<net::ByteRange> ranges() {
     absl::MutexLock lock(&mu_);
     return ranges_;
@@ -75,6 +81,10 @@ class Origin {
  private:
   void Serve(const net::ServerRequest& request, net::ResponseWriter& writer) {
     net::HttpHeaders headers;
+    if (request.method == "HEAD") {
+      absl::MutexLock lock(&mu_);
+      ++heads_;
+    }
     std::optional<std::string> range = request.headers.Get("Range");
     if (!range.has_value()) {
       writer.Respond(200, headers, content_).IgnoreError();
@@ -107,6 +117,7 @@ class Origin {
   std::unique_ptr<net::HttpServer> server_;
   absl::Mutex mu_;
   std::vector<net::ByteRange> ranges_ ABSL_GUARDED_BY(mu_);
+  int heads_ ABSL_GUARDED_BY(mu_) = 0;
   std::map<uint64_t, absl::Duration> delays_ ABSL_GUARDED_BY(mu_);
   std::set<uint64_t> fail_once_ ABSL_GUARDED_BY(mu_);
 };
@@ -180,6 +191,20 @@ class ScriptedScheduler : public SchedulerClient {
     return script_(request);
   }
   void LeaveTask(const std::string&, const std::string&) override {}
+  absl::StatusOr<schedv1::StatTaskResponse> StatTask(const std::string& task_id) override {
+    absl::MutexLock lock(&mu_);
+    if (!known_.has_value() || known_->task_id() != task_id) {
+      return absl::NotFoundError(StrCat("task ", task_id));
+    }
+    schedv1::StatTaskResponse response;
+    *response.mutable_task() = *known_;
+    return response;
+  }
+  // StatTask answers with `task` for its id.
+  void Know(schedv1::TaskInfo task) {
+    absl::MutexLock lock(&mu_);
+    known_ = std::move(task);
+  }
 
   std::vector<schedv1::SyncTaskRequest> requests() {
     absl::MutexLock lock(&mu_);
@@ -192,6 +217,7 @@ class ScriptedScheduler : public SchedulerClient {
   Script script_;
   absl::Mutex mu_;
   std::vector<schedv1::SyncTaskRequest> requests_ ABSL_GUARDED_BY(mu_);
+  std::optional<schedv1::TaskInfo> known_ ABSL_GUARDED_BY(mu_);
 };
 
 // The crcs of every piece of `content`, all known.
@@ -715,6 +741,38 @@ TEST_F(DownloadsTest, APieceUrgedWhileItsPartIsArrivingIsCompletedRightAfter) {
   uint64_t fetched = 0;
   for (const net::ByteRange& range : origin_->ranges()) fetched += range.length;
   EXPECT_EQ(fetched, kPiece);
+}
+
+// A task the scheduler knows (another host registered it) is opened with its length and piece
+// size from there, without a HEAD to the origin; the origin's answers still check the length.
+TEST_F(DownloadsTest, ATaskTheSchedulerKnowsIsOpenedWithoutAskingTheOrigin) {
+  Start(GrantEverything());
+  schedv1::TaskInfo info;
+  info.set_task_id(meta_.task_id);
+  info.set_content_length(kLength);
+  info.set_piece_size(kPiece);
+  scheduler_->Know(info);
+  std::shared_ptr<piece::Task> task = Fetch();
+  ASSERT_NE(task, nullptr);
+  EXPECT_EQ(ReadAll(*task), content_);
+  EXPECT_EQ(origin_->heads(), 0);
+
+  // A scheduler that has the length wrong: the first range from the origin says otherwise, and
+  // the task fails instead of storing bytes at the wrong places.
+  task.reset();
+  downloads_.reset();
+  ASSERT_OK_AND_ASSIGN(dir_, TempDir::Create("downloads-test-wrong-"));
+  ASSERT_OK_AND_ASSIGN(store_, piece::PieceStore::Open({.dir = dir_.path()}));
+  Start(GrantEverything());
+  info.set_content_length(kLength + kPiece);
+  scheduler_->Know(info);
+  OriginError error;
+  ASSERT_OK_AND_ASSIGN(task, downloads_->Open(meta_.task_id, {.url = origin_->url()}, &error));
+  EXPECT_EQ(task->meta().content_length, kLength + kPiece);
+  downloads_->Want(task, 0, 0, /*whole=*/false);
+  EXPECT_FALSE(task->WaitForPieces(0, 0, absl::Now() + absl::Seconds(10)));
+  EXPECT_THAT(task->failure(), StatusIs(absl::StatusCode::kDataLoss, HasSubstr("bytes")));
+  EXPECT_EQ(origin_->heads(), 0);
 }
 
 }  // namespace

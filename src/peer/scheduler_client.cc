@@ -77,6 +77,17 @@ class GrpcSchedulerClient final : public SchedulerClient {
     return response;
   }
 
+  absl::StatusOr<schedv1::StatTaskResponse> StatTask(const std::string& task_id) override {
+    schedv1::StatTaskRequest request;
+    request.set_task_id(task_id);
+    grpc::ClientContext context;
+    SetDeadline(context);
+    schedv1::StatTaskResponse response;
+    absl::Status status = FromGrpc(StubFor(task_id).StatTask(&context, request, &response), "stat");
+    if (!status.ok()) return status;
+    return response;
+  }
+
   void LeaveTask(const std::string& host_id, const std::string& task_id) override {
     schedv1::LeaveTaskRequest request;
     request.set_host_id(host_id);

@@ -51,6 +51,11 @@ class SchedulerClient {
   virtual absl::StatusOr<schedv1::SyncTaskResponse> SyncTask(
       const schedv1::SyncTaskRequest& request) = 0;
   virtual void LeaveTask(const std::string& host_id, const std::string& task_id) = 0;
+  // What the scheduler knows of a task (NotFound: nothing). A peer that opens a task another host
+  // registered takes its length and piece size from here instead of asking the origin.
+  virtual absl::StatusOr<schedv1::StatTaskResponse> StatTask(const std::string& task_id) {
+    return absl::UnimplementedError("StatTask");
+  }
 
   // How many AnnounceHost answers so far said that a scheduler did not know this host: each time,
   // that scheduler had forgotten every task the host holds.
