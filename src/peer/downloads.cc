@@ -1,6 +1,7 @@
 #include "peer/downloads.h"
 
 #include <algorithm>
+#include <map>
 #include <random>
 
 #include "absl/strings/match.h"
@@ -24,6 +25,8 @@ constexpr size_t kTrafficEntries = 4096;
 // How long readers of ranges must be quiet before a task's background prefetch starts, and the
 // pieces held in part are completed.
 constexpr absl::Duration kPrefetchQuiet = absl::Seconds(1);
+// The longest a piece held in part waits for readers to be quiet before the rest is fetched.
+constexpr absl::Duration kMaxDeferral = absl::Seconds(3);
 // The most bytes one origin request for readers asks for.
 constexpr uint64_t kMaxOriginRun = uint64_t{4} << 20;
 // Leases asked for at once for pieces readers wait on (on top of concurrentPieceCount).
@@ -65,6 +68,12 @@ net::HttpHeaders OriginHeaders(const net::HttpHeaders& client) {
   return headers;
 }
 
+// The origin refused the content (401, 403, 404): retrying cannot help.
+bool IsRefusal(const absl::Status& status) {
+  return absl::IsUnauthenticated(status) || absl::IsPermissionDenied(status) ||
+         absl::IsNotFound(status);
+}
+
 // A random number in [0, n) (0 when n is 0); cheap, per thread.
 size_t RandomBelow(size_t n) {
   thread_local std::minstd_rand random(std::random_device{}());
@@ -93,9 +102,9 @@ struct Downloads::Download {
   absl::flat_hash_map<uint32_t, piece::ByteSpan> spans;
   // Pieces held in part (what readers needed of them), under our lease in the swarm: the rest
   // is fetched once readers are quiet, when the whole task is wanted, or when a peer waits.
-  std::set<uint32_t> deferred;
-  int origin_runs = 0;  // origin requests in flight
-  bool whole = false;   // the whole task, now (a whole GET, a seed task)
+  std::map<uint32_t, absl::Time> deferred;  // since when
+  int origin_runs = 0;                      // origin requests in flight
+  bool whole = false;                       // the whole task, now (a whole GET, a seed task)
   // The whole task in the background (download.prefetch behind ranged requests): in the swarm,
   // only once no reader has asked this peer for a range of any task for kPrefetchQuiet, so that
   // prefetching does not compete for the origin's link with the ranges a starting container
@@ -144,7 +153,7 @@ struct Downloads::Download {
   }
   // Deferred pieces whose lease we hold (the scheduler must keep renewing it).
   bool HoldsDeferredLeases() const {
-    for (uint32_t n : deferred) {
+    for (const auto& [n, since] : deferred) {
       if (leases.contains(n)) return true;
     }
     return false;
@@ -195,12 +204,19 @@ Downloads::~Downloads() {
 
 std::optional<piece::TaskMeta> Downloads::MetaFromScheduler(const std::string& task_id,
                                                             const OriginRequest& origin) {
-  if (options_.scheduler == nullptr) return std::nullopt;
+  // Only content named by its digest: what a URL names may change, and the scheduler's length
+  // would then be stale (a HEAD tells).
+  const std::optional<std::string> digest = piece::BlobDigestOfUrl(origin.url);
+  if (options_.scheduler == nullptr || !digest.has_value()) return std::nullopt;
   {
     absl::MutexLock lock(&mu_);
     if (absl::Now() < scheduler_down_until_) return std::nullopt;
   }
   absl::StatusOr<schedv1::StatTaskResponse> stat = options_.scheduler->StatTask(task_id);
+  if (absl::IsUnavailable(stat.status()) || absl::IsDeadlineExceeded(stat.status())) {
+    absl::MutexLock lock(&mu_);
+    scheduler_down_until_ = absl::Now() + kSchedulerDownFor;  // as for a failed sync
+  }
   if (!stat.ok() || stat->task().content_length() == 0 || stat->task().piece_size() == 0) {
     return std::nullopt;  // unknown (or the scheduler is away): the origin says
   }
@@ -209,8 +225,8 @@ std::optional<piece::TaskMeta> Downloads::MetaFromScheduler(const std::string& t
   piece::TaskMeta meta{.task_id = task_id,
                        .url = origin.url,
                        .content_length = stat->task().content_length(),
-                       .piece_size = stat->task().piece_size()};
-  if (auto digest = piece::BlobDigestOfUrl(origin.url)) meta.digest = *digest;
+                       .piece_size = stat->task().piece_size(),
+                       .digest = *digest};
   return meta;
 }
 
@@ -389,9 +405,10 @@ void Downloads::Urge(const std::string& task_id, uint32_t first, uint32_t last) 
   auto it = downloads_.find(task_id);
   if (it == downloads_.end()) return;
   Download& download = *it->second;
-  for (auto n = download.deferred.lower_bound(first); n != download.deferred.end() && *n <= last;) {
-    download.wanted.insert(*n);  // all of it: no span
-    download.spans.erase(*n);
+  for (auto n = download.deferred.lower_bound(first);
+       n != download.deferred.end() && n->first <= last;) {
+    download.wanted.insert(n->first);  // all of it: no span
+    download.spans.erase(n->first);
     n = download.deferred.erase(n);
     ++version_;
   }
@@ -516,7 +533,7 @@ std::optional<Downloads::Assignment> Downloads::FindNextPiece(Download& download
       ++it;
     } else if (!download.task->FirstGap(download.Need(n)).has_value()) {
       // Its parts hold what readers need: the rest can wait.
-      if (!download.swarm || download.leases.contains(n)) download.deferred.insert(n);
+      if (!download.swarm || download.leases.contains(n)) download.deferred.emplace(n, absl::Now());
       download.spans.erase(n);
       it = download.wanted.erase(it);
     } else if (std::optional<Assignment> source = SourceFor(download, n, /*urgent=*/true)) {
@@ -548,9 +565,13 @@ Downloads::Assignment Downloads::OriginRun(Download& download, Assignment assign
   assignment.bytes =
       task.FirstGap(download.Need(assignment.piece)).value_or(download.PieceSpan(assignment.piece));
   if (!assignment.urgent) return assignment;
-  while (assignment.bytes.end == download.PieceSpan(assignment.last).end &&
-         assignment.bytes.length() < kMaxOriginRun && assignment.last + 1 < count) {
+  // Pieces in flight stay within FindNextPiece's limit, runs included.
+  const int limit = download.swarm ? 2 * config_.concurrent_pieces : config_.concurrent_pieces;
+  int room = limit - static_cast<int>(download.in_flight.size()) - 1;
+  while (assignment.bytes.end == download.PieceSpan(assignment.last).end && room > 0 &&
+         assignment.last + 1 < count) {
     const uint32_t next = assignment.last + 1;
+    if (assignment.bytes.length() + download.PieceSpan(next).length() > kMaxOriginRun) break;
     if (!download.wanted.contains(next) || download.in_flight.contains(next) ||
         (download.swarm && !download.leases.contains(next))) {
       break;
@@ -559,6 +580,7 @@ Downloads::Assignment Downloads::OriginRun(Download& download, Assignment assign
     if (!gap.has_value() || gap->begin != download.PieceSpan(next).begin) break;
     assignment.last = next;
     assignment.bytes.end = gap->end;
+    --room;
   }
   return assignment;
 }
@@ -566,12 +588,15 @@ Downloads::Assignment Downloads::OriginRun(Download& download, Assignment assign
 std::optional<Downloads::Assignment> Downloads::DeferredPiece(Download& download, absl::Time now) {
   if (download.deferred.empty()) return std::nullopt;
   const bool quiet = download.swarm && now - last_reader_ >= kPrefetchQuiet;
-  if (!quiet && !WantsWhole(download, now)) return std::nullopt;
+  const bool whole = WantsWhole(download, now);
   for (auto it = download.deferred.begin(); it != download.deferred.end();) {
-    const uint32_t n = *it;
+    const auto [n, since] = *it;
+    // In the swarm a piece held in part is someone's lease: it is never kept back for long, even
+    // from peers that do not wait for it (a whole download, a seed).
+    const bool due = quiet || whole || (download.swarm && now - since >= kMaxDeferral);
     if (download.task->HasPiece(n) || (download.swarm && !download.leases.contains(n))) {
       it = download.deferred.erase(it);  // complete, or no longer ours to fetch
-    } else if (download.in_flight.contains(n)) {
+    } else if (!due || download.in_flight.contains(n)) {
       ++it;
     } else if (std::optional<Assignment> source = SourceFor(download, n, /*urgent=*/false)) {
       return source;
@@ -627,6 +652,11 @@ absl::Status Downloads::FetchFromOrigin(const Download& download, const Assignme
             // Checked before any byte is stored: an origin ignoring the range would otherwise
             // put the blob's first bytes where the range's belong.
             if (response.status == 200 && whole_content) return absl::OkStatus();
+            if (response.status == 401 || response.status == 403 || response.status == 404) {
+              // The client may not have this (or it is gone): no retry changes that. The proxy
+              // relays the origin's own answer to its client (the challenge, for a 401).
+              return net::HttpStatusToStatus(response.status, download.origin.url);
+            }
             std::optional<std::string> range = response.headers.Get("Content-Range");
             absl::StatusOr<net::ContentRange> parsed =
                 range.has_value() ? net::ParseContentRange(*range)
@@ -726,7 +756,7 @@ void Downloads::PieceFetched(Download& download, const Assignment& assignment, u
   if (!download.task->HasPiece(n)) {
     // Part of it (a reader's bytes): the rest later, under the same lease — unless all of it is
     // wanted now (Urge), in which case the next assignment fetches the rest.
-    if (!download.wanted.contains(n)) download.deferred.insert(n);
+    if (!download.wanted.contains(n)) download.deferred.emplace(n, absl::Now());
     return;
   }
   if (assignment.parent.has_value()) {
@@ -787,7 +817,7 @@ void Downloads::PieceFailed(Download& download, const Assignment& assignment, ui
   int attempts = ++download.attempts[n];
   LogWarn("piece download failed",
           {{"task", download.task->meta().task_id}, {"piece", n}, {"error", status}});
-  if (attempts >= kPieceAttempts || absl::IsDataLoss(status)) {
+  if (attempts >= kPieceAttempts || absl::IsDataLoss(status) || IsRefusal(status)) {
     download.task->Fail(status);
   } else if (download.task->FirstGap(download.Need(n)).has_value()) {
     download.wanted.insert(n);  // try again, first
@@ -891,9 +921,10 @@ int Downloads::LeaseRoom(const Download& download) const {
   for (uint32_t n : download.leases) {
     if (!download.wanted.contains(n) && !download.deferred.contains(n)) ++others;
   }
-  int readers = 0;
+  int readers = 0;  // as PiecesToLease counts them: no lease yet, no parent holding them
   for (uint32_t n : download.wanted) {
-    if (!download.leases.contains(n)) ++readers;
+    const bool parent_has = n < download.holders.size() && download.holders[n] > 0;
+    if (!download.leases.contains(n) && !parent_has) ++readers;
   }
   return std::max(config_.concurrent_pieces - others, 0) + std::min(readers, kMaxReaderLeases);
 }
@@ -916,7 +947,7 @@ schedv1::SyncTaskRequest Downloads::BuildSync(Download& download) {
   }
   // Pieces held in part are still being fetched, as far as others are concerned: they ask us
   // for them (waiting), and Urge() completes them at once.
-  for (uint32_t n : download.deferred) {
+  for (const auto& [n, since] : download.deferred) {
     if (download.leases.contains(n) && !download.origin_fetches.contains(n)) fetching.push_back(n);
   }
   std::sort(fetching.begin(), fetching.end());
@@ -985,7 +1016,9 @@ void Downloads::ApplySync(Download& download, const schedv1::SyncTaskRequest& re
 absl::Duration Downloads::SyncWait() const {
   absl::Duration wait = options_.sync_interval / 2;
   for (const auto& [id, download] : downloads_) {
-    if (!download->origin_fetches.empty()) wait = std::min(wait, download->RenewInterval() / 2);
+    if (!download->origin_fetches.empty() || download->HoldsDeferredLeases()) {
+      wait = std::min(wait, download->RenewInterval() / 2);
+    }
   }
   return wait;
 }

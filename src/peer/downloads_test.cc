@@ -29,6 +29,7 @@ namespace {
 using ::naiad::testing::PseudoRandomBytes;
 using ::naiad::testing::StatusIs;
 
+using ::testing::_;
 using ::testing::Contains;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
@@ -72,6 +73,11 @@ class Origin {
     absl::MutexLock lock(&mu_);
     delays_[offset] = delay;
   }
+  // Every ranged request is answered with `status` and no body from now on.
+  void RefuseAll(int status) {
+    absl::MutexLock lock(&mu_);
+    refusal_ = status;
+  }
   // The next request of the range at `offset` gets a 503.
   void FailOnce(uint64_t offset) {
     absl::MutexLock lock(&mu_);
@@ -102,6 +108,10 @@ class Origin {
       ranges_.push_back(*parsed);
       if (auto it = delays_.find(parsed->offset); it != delays_.end()) delay = it->second;
       fail = fail_once_.erase(parsed->offset) > 0;
+      if (refusal_ != 0) {
+        writer.Respond(refusal_, headers, "no").IgnoreError();
+        return;
+      }
     }
     absl::SleepFor(delay);
     if (fail) {
@@ -118,6 +128,7 @@ class Origin {
   absl::Mutex mu_;
   std::vector<net::ByteRange> ranges_ ABSL_GUARDED_BY(mu_);
   int heads_ ABSL_GUARDED_BY(mu_) = 0;
+  int refusal_ ABSL_GUARDED_BY(mu_) = 0;
   std::map<uint64_t, absl::Duration> delays_ ABSL_GUARDED_BY(mu_);
   std::set<uint64_t> fail_once_ ABSL_GUARDED_BY(mu_);
 };
@@ -268,6 +279,18 @@ class DownloadsTest : public ::testing::Test {
     EXPECT_OK(task);
     if (!task.ok()) return nullptr;
     downloads_->Want(*task, first, last, whole, urgent);
+    return *task;
+  }
+
+  // Opens the task and reads `bytes` (inside piece 1) as a reader would; nullptr on failure.
+  std::shared_ptr<piece::Task> ReadInPart(piece::ByteSpan bytes) {
+    OriginError error;
+    absl::StatusOr<std::shared_ptr<piece::Task>> task =
+        downloads_->Open(meta_.task_id, {.url = origin_->url()}, &error);
+    EXPECT_OK(task);
+    if (!task.ok()) return nullptr;
+    downloads_->Want(*task, 1, 1, /*whole=*/false, /*urgent=*/true, /*reader=*/true, bytes);
+    EXPECT_TRUE((*task)->WaitForRange(bytes, absl::Now() + absl::Seconds(10)));
     return *task;
   }
 
@@ -699,12 +722,9 @@ TEST_F(DownloadsTest, AReadersRangeIsFetchedExactlyAndItsEndPiecesCompletedLater
 // the readers to be quiet.
 TEST_F(DownloadsTest, APieceHeldInPartIsCompletedAtOnceWhenAPeerWaitsForIt) {
   Start(GrantEverything());
-  OriginError error;
-  ASSERT_OK_AND_ASSIGN(std::shared_ptr<piece::Task> task,
-                       downloads_->Open(meta_.task_id, {.url = origin_->url()}, &error));
   const piece::ByteSpan bytes{kPiece + 100, kPiece + 5000};
-  downloads_->Want(task, 1, 1, /*whole=*/false, /*urgent=*/true, /*reader=*/true, bytes);
-  ASSERT_TRUE(task->WaitForRange(bytes, absl::Now() + absl::Seconds(10)));
+  std::shared_ptr<piece::Task> task = ReadInPart(bytes);
+  ASSERT_NE(task, nullptr);
   const absl::Time read_at = absl::Now();
   EXPECT_FALSE(task->HasPiece(1));
   downloads_->Urge(meta_.task_id, 0, 2);
@@ -743,19 +763,34 @@ TEST_F(DownloadsTest, APieceUrgedWhileItsPartIsArrivingIsCompletedRightAfter) {
   EXPECT_EQ(fetched, kPiece);
 }
 
-// A task the scheduler knows (another host registered it) is opened with its length and piece
+// A blob the scheduler knows (another host registered it) is opened with its length and piece
 // size from there, without a HEAD to the origin; the origin's answers still check the length.
-TEST_F(DownloadsTest, ATaskTheSchedulerKnowsIsOpenedWithoutAskingTheOrigin) {
+// Content not named by its digest is always measured by the origin (it may have changed).
+TEST_F(DownloadsTest, ABlobTheSchedulerKnowsIsOpenedWithoutAskingTheOrigin) {
   Start(GrantEverything());
+  const std::string base = origin_->url().substr(0, origin_->url().rfind('/'));
+  const std::string url = StrCat(
+      base, "/v2/library/x/blobs/sha256:", Digest::Of(DigestAlgorithm::kSha256, content_).Hex());
+  const std::string id = piece::TaskIdForUrl(url, {});
   schedv1::TaskInfo info;
-  info.set_task_id(meta_.task_id);
+  info.set_task_id(id);
   info.set_content_length(kLength);
   info.set_piece_size(kPiece);
   scheduler_->Know(info);
-  std::shared_ptr<piece::Task> task = Fetch();
-  ASSERT_NE(task, nullptr);
+  OriginError error;
+  ASSERT_OK_AND_ASSIGN(std::shared_ptr<piece::Task> task,
+                       downloads_->Open(id, {.url = url}, &error));
+  downloads_->Want(task, 0, kPieces - 1, /*whole=*/true);
+  ASSERT_TRUE(task->WaitForPieces(0, kPieces - 1, absl::Now() + absl::Seconds(20)));
+  EXPECT_TRUE(task->complete());
   EXPECT_EQ(ReadAll(*task), content_);
   EXPECT_EQ(origin_->heads(), 0);
+
+  // The same for a URL that is not a blob's: the origin is asked.
+  info.set_task_id(meta_.task_id);
+  scheduler_->Know(info);
+  ASSERT_OK(downloads_->Open(meta_.task_id, {.url = origin_->url()}, &error).status());
+  EXPECT_EQ(origin_->heads(), 1);
 
   // A scheduler that has the length wrong: the first range from the origin says otherwise, and
   // the task fails instead of storing bytes at the wrong places.
@@ -764,15 +799,46 @@ TEST_F(DownloadsTest, ATaskTheSchedulerKnowsIsOpenedWithoutAskingTheOrigin) {
   ASSERT_OK_AND_ASSIGN(dir_, TempDir::Create("downloads-test-wrong-"));
   ASSERT_OK_AND_ASSIGN(store_, piece::PieceStore::Open({.dir = dir_.path()}));
   Start(GrantEverything());
+  info.set_task_id(id);
   info.set_content_length(kLength + kPiece);
   scheduler_->Know(info);
-  OriginError error;
-  ASSERT_OK_AND_ASSIGN(task, downloads_->Open(meta_.task_id, {.url = origin_->url()}, &error));
+  ASSERT_OK_AND_ASSIGN(task, downloads_->Open(id, {.url = url}, &error));
   EXPECT_EQ(task->meta().content_length, kLength + kPiece);
   downloads_->Want(task, 0, 0, /*whole=*/false);
   EXPECT_FALSE(task->WaitForPieces(0, 0, absl::Now() + absl::Seconds(10)));
   EXPECT_THAT(task->failure(), StatusIs(absl::StatusCode::kDataLoss, HasSubstr("bytes")));
-  EXPECT_EQ(origin_->heads(), 0);
+  EXPECT_EQ(origin_->heads(), 1);
+}
+
+// An origin that refuses the content (401, 403, 404) fails the task at once, with a status the
+// proxy recognises (it then relays the origin's own answer to its client): no retries.
+TEST_F(DownloadsTest, AnOriginRefusalFailsTheTaskAtOnce) {
+  Start(GrantEverything());
+  OriginError error;
+  ASSERT_OK_AND_ASSIGN(std::shared_ptr<piece::Task> task,
+                       downloads_->Open(meta_.task_id, {.url = origin_->url()}, &error));
+  origin_->RefuseAll(401);
+  downloads_->Want(task, 0, 0, /*whole=*/false);
+  EXPECT_FALSE(task->WaitForPieces(0, 0, absl::Now() + absl::Seconds(10)));
+  EXPECT_THAT(task->failure(), StatusIs(absl::StatusCode::kUnauthenticated, _));
+  EXPECT_EQ(origin_->ranges().size(), 1u);
+}
+
+// A piece held in part is someone's lease in the swarm: it is completed within a few seconds
+// even while this peer's readers never go quiet.
+TEST_F(DownloadsTest, APieceHeldInPartIsCompletedEvenIfReadersNeverGoQuiet) {
+  Start(GrantEverything());
+  const piece::ByteSpan bytes{kPiece + 100, kPiece + 5000};
+  std::shared_ptr<piece::Task> task = ReadInPart(bytes);
+  ASSERT_NE(task, nullptr);
+  const absl::Time read_at = absl::Now();
+  // A reader keeps reading bytes it already has (every 200 ms): never a quiet second.
+  while (!task->HasPiece(1) && absl::Now() - read_at < absl::Seconds(10)) {
+    downloads_->Want(task, 1, 1, /*whole=*/false, /*urgent=*/true, /*reader=*/true, bytes);
+    absl::SleepFor(absl::Milliseconds(200));
+  }
+  EXPECT_TRUE(task->HasPiece(1));
+  EXPECT_GE(absl::Now() - read_at, absl::Milliseconds(2500)) << "did not wait for the readers";
 }
 
 }  // namespace

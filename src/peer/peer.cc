@@ -222,6 +222,7 @@ Peer::~Peer() {
   if (upload_server_ != nullptr) upload_server_->Shutdown(absl::Seconds(1));
   if (local_server_ != nullptr) local_server_->Shutdown(absl::Seconds(1));
   if (health_server_ != nullptr) health_server_->Shutdown(absl::Seconds(1));
+  if (upload_ != nullptr) upload_->SetWaitHandler(nullptr);  // a late waiter must not Urge
   downloads_.reset();
 }
 
