@@ -68,10 +68,32 @@ net::HttpHeaders OriginHeaders(const net::HttpHeaders& client) {
   return headers;
 }
 
-// The origin refused the content (401, 403, 404): retrying cannot help.
-bool IsRefusal(const absl::Status& status) {
-  return absl::IsUnauthenticated(status) || absl::IsPermissionDenied(status) ||
-         absl::IsNotFound(status);
+// Whether the origin's answer to a request for `span` is that span, checked before any byte of
+// it is stored: an origin ignoring the range would otherwise put the blob's first bytes where
+// the range's belong. A 401, 403 or 404 is a refusal (IsOriginRefusal): the proxy relays the
+// origin's own answer to its client (the challenge, for a 401).
+absl::Status CheckOriginAnswer(const net::HttpResponse& response, piece::ByteSpan span,
+                               uint64_t content_length, const std::string& url) {
+  if (response.status == 200 && span.begin == 0 && span.length() == content_length) {
+    return absl::OkStatus();
+  }
+  if (response.status == 401 || response.status == 403 || response.status == 404) {
+    return net::HttpStatusToStatus(response.status, url);
+  }
+  std::optional<std::string> header = response.headers.Get("Content-Range");
+  absl::StatusOr<net::ContentRange> range =
+      header.has_value() ? net::ParseContentRange(*header)
+                         : absl::StatusOr<net::ContentRange>(absl::NotFoundError(""));
+  if (response.status != 206 || !range.ok() || range->range.offset != span.begin) {
+    return absl::UnavailableError(StrCat("origin answered ", response.status, " (",
+                                         header.value_or("no Content-Range"), ") for bytes ",
+                                         span.begin, "-", span.end - 1, " of ", url));
+  }
+  if (range->total.has_value() && *range->total != content_length) {
+    return absl::DataLossError(
+        StrCat("origin says ", url, " has ", *range->total, " bytes, the task ", content_length));
+  }
+  return absl::OkStatus();
 }
 
 // A random number in [0, n) (0 when n is 0); cheap, per thread.
@@ -93,6 +115,11 @@ schedv1::TaskInfo TaskInfoOf(const piece::TaskMeta& meta, const net::HttpHeaders
 }
 
 }  // namespace
+
+bool IsOriginRefusal(const absl::Status& status) {
+  return absl::IsUnauthenticated(status) || absl::IsPermissionDenied(status) ||
+         absl::IsNotFound(status);
+}
 
 struct Downloads::Download {
   std::shared_ptr<piece::Task> task;
@@ -151,6 +178,8 @@ struct Downloads::Download {
     auto it = spans.find(n);
     return it == spans.end() ? PieceSpan(n) : it->second;
   }
+  // Whether a parent we know of holds piece n.
+  bool ParentHolds(uint32_t n) const { return n < holders.size() && holders[n] > 0; }
   // Deferred pieces whose lease we hold (the scheduler must keep renewing it).
   bool HoldsDeferredLeases() const {
     for (const auto& [n, since] : deferred) {
@@ -384,7 +413,7 @@ void Downloads::Want(const std::shared_ptr<piece::Task>& task, uint32_t first, u
     if (inserted && download.swarm) {
       sync_wanted_ = true;  // it may need a lease
       // No parent we know of holds it: ask now rather than at the next poll (a reader waits).
-      if (n >= download.holders.size() || download.holders[n] == 0) download.ask_now = true;
+      if (!download.ParentHolds(n)) download.ask_now = true;
     }
   }
   if (whole && urgent) {
@@ -621,7 +650,6 @@ absl::Status Downloads::FetchFromOrigin(const Download& download, const Assignme
                                         uint64_t* stored) {
   const piece::TaskMeta& meta = download.task->meta();
   const piece::ByteSpan span = assignment.bytes;
-  const bool whole_content = span.begin == 0 && span.length() == meta.content_length;
   // What has arrived and is not stored yet: the bytes from `next` on. Each piece's share of the
   // span is stored as soon as it is all here (a reader waiting on it gets it then).
   std::string pending;
@@ -649,30 +677,7 @@ absl::Status Downloads::FetchFromOrigin(const Download& download, const Assignme
       .range = net::ByteRange{span.begin, span.length()},
       .on_headers =
           [&](const net::HttpResponse& response) {
-            // Checked before any byte is stored: an origin ignoring the range would otherwise
-            // put the blob's first bytes where the range's belong.
-            if (response.status == 200 && whole_content) return absl::OkStatus();
-            if (response.status == 401 || response.status == 403 || response.status == 404) {
-              // The client may not have this (or it is gone): no retry changes that. The proxy
-              // relays the origin's own answer to its client (the challenge, for a 401).
-              return net::HttpStatusToStatus(response.status, download.origin.url);
-            }
-            std::optional<std::string> range = response.headers.Get("Content-Range");
-            absl::StatusOr<net::ContentRange> parsed =
-                range.has_value() ? net::ParseContentRange(*range)
-                                  : absl::StatusOr<net::ContentRange>(absl::NotFoundError(""));
-            if (response.status == 206 && parsed.ok() && parsed->total.has_value() &&
-                *parsed->total != meta.content_length) {
-              return absl::DataLossError(StrCat("origin says ", download.origin.url, " has ",
-                                                *parsed->total, " bytes, the task ",
-                                                meta.content_length));
-            }
-            if (response.status != 206 || !parsed.ok() || parsed->range.offset != span.begin) {
-              return absl::UnavailableError(StrCat(
-                  "origin answered ", response.status, " (", range.value_or("no Content-Range"),
-                  ") for bytes ", span.begin, "-", span.end - 1, " of ", download.origin.url));
-            }
-            return absl::OkStatus();
+            return CheckOriginAnswer(response, span, meta.content_length, download.origin.url);
           },
       .body_sink =
           [&](std::string_view data) {
@@ -737,22 +742,19 @@ void Downloads::Finished(const std::shared_ptr<Download>& download, const Assign
                                    std::min(assignment.bytes.end, download->PieceSpan(n).end)};
     const bool arrived = download->task->HasPiece(n) ||
                          (!assignment.parent.has_value() && download->task->HasRange(asked));
-    if (status.ok() || arrived) {
-      PieceFetched(*download, assignment, n, arrived, cost);
+    if (arrived) {
+      PieceFetched(*download, assignment, n, cost);
     } else {
-      PieceFailed(*download, assignment, n, status);
+      PieceFailed(
+          *download, assignment, n,
+          status.ok() ? absl::DataLossError(StrCat("piece ", n, " was not stored")) : status);
     }
   }
   Retire(download);
 }
 
-void Downloads::PieceFetched(Download& download, const Assignment& assignment, uint32_t n, bool ok,
+void Downloads::PieceFetched(Download& download, const Assignment& assignment, uint32_t n,
                              absl::Duration cost) {
-  if (!ok) {
-    PieceFailed(download, assignment, n,
-                absl::DataLossError(StrCat("piece ", n, " was not stored after its fetch")));
-    return;
-  }
   if (!download.task->HasPiece(n)) {
     // Part of it (a reader's bytes): the rest later, under the same lease — unless all of it is
     // wanted now (Urge), in which case the next assignment fetches the rest.
@@ -817,7 +819,7 @@ void Downloads::PieceFailed(Download& download, const Assignment& assignment, ui
   int attempts = ++download.attempts[n];
   LogWarn("piece download failed",
           {{"task", download.task->meta().task_id}, {"piece", n}, {"error", status}});
-  if (attempts >= kPieceAttempts || absl::IsDataLoss(status) || IsRefusal(status)) {
+  if (attempts >= kPieceAttempts || absl::IsDataLoss(status) || IsOriginRefusal(status)) {
     download.task->Fail(status);
   } else if (download.task->FirstGap(download.Need(n)).has_value()) {
     download.wanted.insert(n);  // try again, first
@@ -894,7 +896,7 @@ std::vector<uint32_t> Downloads::PiecesToLease(const Download& download) const {
   std::vector<uint32_t> pieces;
   auto consider = [&](uint32_t n) {
     if (task.HasPiece(n) || download.in_flight.contains(n) || download.leases.contains(n)) return;
-    bool parent_has = n < download.holders.size() && download.holders[n] > 0;
+    const bool parent_has = download.ParentHolds(n);
     auto attempts = download.parent_attempts.find(n);
     bool parents_failed =
         attempts != download.parent_attempts.end() && attempts->second >= kParentAttempts;
@@ -923,8 +925,7 @@ int Downloads::LeaseRoom(const Download& download) const {
   }
   int readers = 0;  // as PiecesToLease counts them: no lease yet, no parent holding them
   for (uint32_t n : download.wanted) {
-    const bool parent_has = n < download.holders.size() && download.holders[n] > 0;
-    if (!download.leases.contains(n) && !parent_has) ++readers;
+    if (!download.leases.contains(n) && !download.ParentHolds(n)) ++readers;
   }
   return std::max(config_.concurrent_pieces - others, 0) + std::min(readers, kMaxReaderLeases);
 }

@@ -105,6 +105,10 @@ struct DownloadsOptions {
   absl::Duration sync_interval = absl::Milliseconds(100);
 };
 
+// Whether a failed task's status says the origin refused the content (401, 403, 404): retrying
+// cannot help, and the proxy relays the origin's own answer to its client instead.
+bool IsOriginRefusal(const absl::Status& status);
+
 // Where a task's bytes came from, on this peer.
 struct TaskTraffic {
   uint64_t origin_bytes = 0;
@@ -198,8 +202,8 @@ class Downloads {
   void Finished(const std::shared_ptr<Download>& download, const Assignment& assignment,
                 const absl::Status& status, absl::Duration cost, uint64_t origin_bytes)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // One piece of a finished assignment: `ok` if what was asked of it arrived.
-  void PieceFetched(Download& download, const Assignment& assignment, uint32_t n, bool ok,
+  // One piece of a finished assignment whose asked-for bytes arrived, or did not.
+  void PieceFetched(Download& download, const Assignment& assignment, uint32_t n,
                     absl::Duration cost) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void PieceFailed(Download& download, const Assignment& assignment, uint32_t n,
                    const absl::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

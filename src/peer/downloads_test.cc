@@ -282,6 +282,19 @@ class DownloadsTest : public ::testing::Test {
     return *task;
   }
 
+  // Bytes the origin was asked for, over every ranged request.
+  uint64_t OriginBytes() {
+    uint64_t bytes = 0;
+    for (const net::ByteRange& range : origin_->ranges()) bytes += range.length;
+    return bytes;
+  }
+  // The task's bytes [offset, offset + length) are the content's.
+  void ExpectContent(const piece::Task& task, uint64_t offset, uint64_t length) {
+    std::string out(length, '\0');
+    ASSERT_OK(task.ReadRange(offset, std::span<char>(out)));
+    EXPECT_EQ(out, content_.substr(offset, length));
+  }
+
   // Opens the task and reads `bytes` (inside piece 1) as a reader would; nullptr on failure.
   std::shared_ptr<piece::Task> ReadInPart(piece::ByteSpan bytes) {
     OriginError error;
@@ -691,9 +704,7 @@ TEST_F(DownloadsTest, AReadersRangeIsFetchedExactlyAndItsEndPiecesCompletedLater
   downloads_->Want(task, 1, 3, /*whole=*/false, /*urgent=*/true, /*reader=*/true, bytes);
   ASSERT_TRUE(task->WaitForRange(bytes, absl::Now() + absl::Seconds(10)));
   const absl::Time read_at = absl::Now();
-  std::string out(bytes.length(), '\0');
-  ASSERT_OK(task->ReadRange(bytes.begin, std::span<char>(out)));
-  EXPECT_EQ(out, content_.substr(bytes.begin, bytes.length()));
+  ExpectContent(*task, bytes.begin, bytes.length());
   ASSERT_FALSE(origin_->ranges().empty());
   EXPECT_EQ(origin_->ranges().front().offset, bytes.begin);
   EXPECT_EQ(origin_->ranges().front().length, bytes.length());
@@ -705,12 +716,8 @@ TEST_F(DownloadsTest, AReadersRangeIsFetchedExactlyAndItsEndPiecesCompletedLater
   ASSERT_TRUE(task->WaitForPieces(1, 3, absl::Now() + absl::Seconds(10)));
   EXPECT_GE(absl::Now() - read_at, absl::Milliseconds(900));
   EXPECT_FALSE(task->HasPiece(0));
-  uint64_t fetched = 0;
-  for (const net::ByteRange& range : origin_->ranges()) fetched += range.length;
-  EXPECT_EQ(fetched, 3 * kPiece) << "a byte was fetched twice";
-  std::string pieces(3 * kPiece, '\0');
-  ASSERT_OK(task->ReadRange(kPiece, std::span<char>(pieces)));
-  EXPECT_EQ(pieces, content_.substr(kPiece, 3 * kPiece));
+  EXPECT_EQ(OriginBytes(), 3 * kPiece) << "a byte was fetched twice";
+  ExpectContent(*task, kPiece, 3 * kPiece);
   bool said_fetching = false;
   for (const schedv1::SyncTaskRequest& request : scheduler_->requests()) {
     for (uint32_t n : request.fetching()) said_fetching = said_fetching || n == 3;
@@ -731,13 +738,9 @@ TEST_F(DownloadsTest, APieceHeldInPartIsCompletedAtOnceWhenAPeerWaitsForIt) {
   ASSERT_TRUE(task->WaitForPieces(1, 1, absl::Now() + absl::Seconds(10)));
   EXPECT_LT(absl::Now() - read_at, absl::Milliseconds(900)) << "waited for the readers' quiet";
   EXPECT_FALSE(task->HasPiece(0)) << "Urge fetched a piece nobody held in part";
-  std::string piece(kPiece, '\0');
-  ASSERT_OK(task->ReadRange(kPiece, std::span<char>(piece)));
-  EXPECT_EQ(piece, content_.substr(kPiece, kPiece));
+  ExpectContent(*task, kPiece, kPiece);
   // The head and the tail of the piece, each once.
-  uint64_t fetched = 0;
-  for (const net::ByteRange& range : origin_->ranges()) fetched += range.length;
-  EXPECT_EQ(fetched, kPiece);
+  EXPECT_EQ(OriginBytes(), kPiece);
 }
 
 // A peer that waits for a piece while our reader's part of it is still arriving: the rest of the
@@ -755,12 +758,8 @@ TEST_F(DownloadsTest, APieceUrgedWhileItsPartIsArrivingIsCompletedRightAfter) {
   downloads_->Urge(meta_.task_id, 1, 1);
   ASSERT_TRUE(task->WaitForPieces(1, 1, absl::Now() + absl::Seconds(10)));
   EXPECT_LT(absl::Now() - asked, absl::Milliseconds(800)) << "waited for the readers' quiet";
-  std::string piece(kPiece, '\0');
-  ASSERT_OK(task->ReadRange(kPiece, std::span<char>(piece)));
-  EXPECT_EQ(piece, content_.substr(kPiece, kPiece));
-  uint64_t fetched = 0;
-  for (const net::ByteRange& range : origin_->ranges()) fetched += range.length;
-  EXPECT_EQ(fetched, kPiece);
+  ExpectContent(*task, kPiece, kPiece);
+  EXPECT_EQ(OriginBytes(), kPiece);
 }
 
 // A blob the scheduler knows (another host registered it) is opened with its length and piece

@@ -278,8 +278,7 @@ void Proxy::ServeFromSwarm(const net::ServerRequest& request, const std::string&
   // status rather than a truncated body.
   if (!task->WaitForRange(share(first), absl::Now() + wait)) {
     absl::Status failure = task->failure();
-    if (absl::IsUnauthenticated(failure) || absl::IsPermissionDenied(failure) ||
-        absl::IsNotFound(failure)) {
+    if (IsOriginRefusal(failure)) {
       // The origin refused us this content (the task may have been opened from what the swarm
       // knows, without asking it): its own answer goes to the client, a 401's challenge included.
       ++metrics_->direct_requests;

@@ -261,6 +261,9 @@ class TaskImpl final : public Task {
     in_flight_[n] = 0;
     cv_.SignalAll();
   }
+  // Makes piece `n` present: waits out another writer of it, writes `bytes` unless they are
+  // `on_disk` already, records it (and, for the last piece, verifies and syncs the task).
+  absl::Status StorePiece(uint32_t n, std::string_view bytes, uint32_t actual_crc, bool on_disk);
   // Records piece `n` on disk and in memory. Requires mu_.
   absl::Status RecordPiece(uint32_t n, uint32_t crc) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool AllPresent(uint32_t first, uint32_t last) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -322,6 +325,11 @@ absl::Status TaskImpl::WritePiece(uint32_t n, std::string_view bytes, std::optio
     return absl::DataLossError(StrCat("piece ", n, " of task ", meta_.task_id, ": crc32c ",
                                       actual_crc, ", expected ", *crc));
   }
+  return StorePiece(n, bytes, actual_crc, /*on_disk=*/false);
+}
+
+absl::Status TaskImpl::StorePiece(uint32_t n, std::string_view bytes, uint32_t actual_crc,
+                                  bool on_disk) {
   Touch();
   {
     absl::MutexLock lock(&mu_);
@@ -338,8 +346,9 @@ absl::Status TaskImpl::WritePiece(uint32_t n, std::string_view bytes, std::optio
   }
 
   // Bytes first, record second: a kill in between leaves the piece absent.
-  absl::Status status = Annotate(PwriteFull(data_fd_.get(), bytes, meta_.PieceOffset(n)),
-                                 StrCat("write piece ", n, " to ", DataPath(dir_)));
+  absl::Status status = on_disk ? absl::OkStatus()
+                                : Annotate(PwriteFull(data_fd_.get(), bytes, meta_.PieceOffset(n)),
+                                           StrCat("write piece ", n, " to ", DataPath(dir_)));
   if (!status.ok()) {
     EndWrite(n);
     return status;
@@ -430,11 +439,12 @@ absl::Status TaskImpl::WritePart(uint64_t offset, std::string_view bytes) {
     cv_.SignalAll();
   }
   if (!covered) return absl::OkStatus();
-  // The parts make the whole piece: it becomes present like any other (crc, completion).
+  // The parts make the whole piece, already in `data`: it becomes present like any other (crc,
+  // record, completion).
   std::string piece(meta_.PieceLength(n), '\0');
   RETURN_IF_ERROR(Annotate(PreadFull(data_fd_.get(), std::span<char>(piece), meta_.PieceOffset(n)),
                            StrCat("read back piece ", n, " from ", DataPath(dir_))));
-  return WritePiece(n, piece, std::nullopt);
+  return StorePiece(n, piece, Crc32c(piece), /*on_disk=*/true);
 }
 
 bool TaskImpl::AddPart(uint32_t n, ByteSpan part) {

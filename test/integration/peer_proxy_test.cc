@@ -50,8 +50,8 @@ class PeerProxyTest : public ::testing::Test {
     StartPeer();
   }
 
-  void StartPeer() {
-    ASSERT_OK_AND_ASSIGN(peer::PeerConfig config, peer::ParsePeerConfig(R"(
+  void StartPeer(bool prefetch = true) {
+    std::string yaml = R"(
 proxy:
   defaultFilter: 'Expires&Signature&ns'
   security:
@@ -70,7 +70,9 @@ health:
     port: 0
 download:
   prefetch: true
-)"));
+)";
+    if (!prefetch) yaml.replace(yaml.find("prefetch: true"), 14, "prefetch: false");
+    ASSERT_OK_AND_ASSIGN(peer::PeerConfig config, peer::ParsePeerConfig(yaml));
     config.data_dir = dir_.Join("peer");
     ASSERT_OK_AND_ASSIGN(peer_, peer::Peer::Start(config));
   }
@@ -206,6 +208,21 @@ TEST_F(PeerProxyTest, BadRequestsGetClearErrors) {
   ASSERT_OK_AND_ASSIGN(
       response, health.Get(StrCat("http://127.0.0.1:", peer_->health_port(), "/server/ping")));
   EXPECT_EQ(response.status, 200);
+}
+
+// The origin refusing a range of a task the peer already has (here: the blob was deleted) fails
+// the task at once, and the client gets the origin's own answer, not a 502.
+TEST_F(PeerProxyTest, AnOriginRefusalReachesTheClientAsTheOriginSaidIt) {
+  peer_.reset();
+  StartPeer(/*prefetch=*/false);
+  ASSERT_OK_AND_ASSIGN(net::HttpResponse first, Get(BlobPath(), net::ByteRange{0, 1000}));
+  ASSERT_EQ(first.status, 206);
+  ASSERT_OK_AND_ASSIGN(net::HttpResponse deleted,
+                       client_.Send({.method = "DELETE", .url = registry_->url() + BlobPath()}));
+  ASSERT_EQ(deleted.status, 202) << deleted.body;
+  ASSERT_OK_AND_ASSIGN(net::HttpResponse refused, Get(BlobPath(), net::ByteRange{4 << 20, 1000}));
+  EXPECT_EQ(refused.status, 404) << refused.body;
+  EXPECT_THAT(refused.body, HasSubstr("BLOB_UNKNOWN"));
 }
 
 TEST_F(PeerProxyTest, ARestartedPeerServesWhatItStored) {
