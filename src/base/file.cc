@@ -3,12 +3,16 @@
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <climits>
 #include <cstdlib>
 #include <filesystem>
 #include <system_error>
+#include <vector>
 
 #include "base/status_macros.h"
 #include "base/strings.h"
@@ -65,6 +69,34 @@ absl::Status WriteFull(int fd, std::string_view data) {
       return ErrnoError(errno, "write");
     }
     done += static_cast<size_t>(n);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status WriteFull(int fd, std::span<const std::string_view> pieces) {
+  std::vector<iovec> iov;
+  iov.reserve(std::min<size_t>(pieces.size(), IOV_MAX));
+  size_t next = 0;  // the first piece not yet in `iov`
+  while (next < pieces.size() || !iov.empty()) {
+    while (next < pieces.size() && iov.size() < IOV_MAX) {
+      std::string_view p = pieces[next++];
+      if (!p.empty()) iov.push_back({const_cast<char*>(p.data()), p.size()});
+    }
+    if (iov.empty()) break;
+    ssize_t n = ::writev(fd, iov.data(), static_cast<int>(iov.size()));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return ErrnoError(errno, "write");
+    }
+    // Drop what was written: whole pieces, then the start of a partly written one.
+    size_t done = static_cast<size_t>(n);
+    size_t whole = 0;
+    while (whole < iov.size() && iov[whole].iov_len <= done) done -= iov[whole++].iov_len;
+    iov.erase(iov.begin(), iov.begin() + static_cast<ptrdiff_t>(whole));
+    if (!iov.empty()) {
+      iov.front().iov_base = static_cast<char*>(iov.front().iov_base) + done;
+      iov.front().iov_len -= done;
+    }
   }
   return absl::OkStatus();
 }

@@ -54,6 +54,9 @@ absl::Status PreadFull(int fd, std::span<char> out, uint64_t offset);
 absl::Status PwriteFull(int fd, std::string_view data, uint64_t offset);
 // Writes all of `data` at the current position.
 absl::Status WriteFull(int fd, std::string_view data);
+// Writes every piece of `pieces`, in order, at the current position: one writev per up to
+// IOV_MAX pieces, retrying short writes and EINTR.
+absl::Status WriteFull(int fd, std::span<const std::string_view> pieces);
 
 // A read-only memory mapping of a whole file. Move-only.
 class MappedFile {

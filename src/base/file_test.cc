@@ -5,12 +5,15 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <string>
+#include <vector>
 
 #include "base/status_matchers.h"
 
 namespace naiad {
 namespace {
 
+using ::naiad::testing::IsOkAndHolds;
 using ::naiad::testing::StatusIs;
 using ::testing::HasSubstr;
 
@@ -69,6 +72,26 @@ TEST(UniqueFd, PreadPwriteRoundTripAndShortReadIsOutOfRange) {
   UniqueFd other = std::move(fd);
   EXPECT_EQ(other.get(), raw);
   EXPECT_FALSE(fd.valid());  // NOLINT(bugprone-use-after-move): checking the moved-from state
+}
+
+TEST(WriteFull, WritesEveryPieceInOrderPastTheVectorLimit) {
+  ASSERT_OK_AND_ASSIGN(TempDir dir, TempDir::Create());
+  ASSERT_OK_AND_ASSIGN(UniqueFd fd, UniqueFd::Open(dir.Join("v"), O_RDWR | O_CREAT));
+  // More pieces than one writev takes (IOV_MAX is 1024), empty ones among them, and one big
+  // piece that a pipe or a full disk would cut short.
+  std::vector<std::string> owned;
+  std::string expected;
+  for (int i = 0; i < 3000; ++i) {
+    owned.push_back(i % 7 == 0 ? "" : std::to_string(i) + ",");
+    expected += owned.back();
+  }
+  owned.push_back(std::string(3 << 20, 'z'));
+  expected += owned.back();
+  std::vector<std::string_view> pieces(owned.begin(), owned.end());
+  ASSERT_OK(WriteFull(fd.get(), pieces));
+  EXPECT_THAT(ReadFileToString(dir.Join("v")), IsOkAndHolds(expected));
+  EXPECT_THAT(WriteFull(-1, std::span<const std::string_view>(pieces)),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("write")));
 }
 
 TEST(MappedFile, MapsWholeFile) {

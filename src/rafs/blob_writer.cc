@@ -82,24 +82,32 @@ void BlobWriter::WriterLoop() {
   static constexpr char kZeros[kBlockSize] = {};
   std::unique_lock lock(queue_mu_);
   while (true) {
-    queue_cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+    queue_cv_.wait(lock, [&] {
+      return stopping_ ||
+             (!queue_.empty() && (draining_ || room_wanted_ || queued_bytes_ >= kWakeBytes));
+    });
     if (stopping_) return;  // only when the writer is destroyed: what is queued is abandoned
-    QueuedWrite item = std::move(queue_.front());
-    queue_.pop_front();
+    std::vector<QueuedWrite> items(std::make_move_iterator(queue_.begin()),
+                                   std::make_move_iterator(queue_.end()));
+    queue_.clear();
     writing_ = true;
     bool failed = !write_status_.ok();
     lock.unlock();
+    std::vector<std::string_view> pieces;
+    size_t size = 0;
+    for (const QueuedWrite& item : items) {
+      pieces.emplace_back(kZeros, item.padding);
+      pieces.push_back(item.bytes.view());
+      size += item.padding + item.bytes.size();
+    }
     absl::Status status;
     if (!failed) {  // after an error, the rest is dropped: the blob is never committed
-      std::string_view padding(kZeros, item.padding);
-      id_hasher_.Update(padding);
-      id_hasher_.Update(item.bytes.view());
-      status = WriteFull(fd_.get(), padding);
-      if (status.ok()) status = WriteFull(fd_.get(), item.bytes.view());
+      for (std::string_view piece : pieces) id_hasher_.Update(piece);
+      status = WriteFull(fd_.get(), pieces);
+      if (status.ok()) StartWriteback(size);
       if (!status.ok()) status = Annotate(status, StrCat("writing blob ", path_));
     }
-    size_t size = item.padding + item.bytes.size();
-    item = QueuedWrite();  // frees the bytes outside the lock
+    items.clear();  // frees the bytes outside the lock
     lock.lock();
     writing_ = false;
     queued_bytes_ -= size;
@@ -108,8 +116,19 @@ void BlobWriter::WriterLoop() {
   }
 }
 
+void BlobWriter::StartWriteback(size_t written) {
+  written_ += written;
+  if (written_ - writeback_from_ < kWritebackBytes) return;
+  // Only a hint: a failure here shows up, if it matters, in Commit()'s fsync.
+  ::sync_file_range(fd_.get(), static_cast<off64_t>(writeback_from_),
+                    static_cast<off64_t>(written_ - writeback_from_), SYNC_FILE_RANGE_WRITE);
+  writeback_from_ = written_;
+}
+
 absl::Status BlobWriter::Drain() {
   std::unique_lock lock(queue_mu_);
+  draining_ = true;
+  queue_cv_.notify_one();
   room_cv_.wait(lock, [&] { return queue_.empty() && !writing_; });
   return write_status_;
 }
@@ -175,17 +194,25 @@ absl::StatusOr<ChunkRef> BlobWriter::Append(PreparedChunk chunk) {
   offset_ += chunk.stored.size();
 
   size_t bytes = padding + chunk.stored.size();
+  bool wake;
   {
     std::unique_lock lock(queue_mu_);
-    room_cv_.wait(lock, [&] {
+    auto room = [&] {
       return queued_bytes_ == 0 || queued_bytes_ + bytes <= options_.write_queue_bytes ||
              !write_status_.ok();
-    });
+    };
+    if (!room()) {
+      room_wanted_ = true;  // the writer thread must not wait for kWakeBytes now
+      queue_cv_.notify_one();
+      room_cv_.wait(lock, room);
+      room_wanted_ = false;
+    }
     if (!write_status_.ok()) return write_status_;
     queued_bytes_ += bytes;
     queue_.push_back({.padding = padding, .bytes = std::move(chunk.stored)});
+    wake = queued_bytes_ >= kWakeBytes;
   }
-  queue_cv_.notify_one();
+  if (wake) queue_cv_.notify_one();
   return ref;
 }
 

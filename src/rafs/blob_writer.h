@@ -130,6 +130,9 @@ class BlobWriter {
   absl::Status Drain();
   void StopWriterThread();
   void WriterLoop();
+  // Starts the disk writes of what the writer thread has written, every kWritebackBytes, so
+  // that Commit()'s fsync waits for the tail of the blob only, not for all of it.
+  void StartWriteback(size_t written);
   absl::Status WriteTarHeader(std::string_view name, uint64_t size);
   void AddTocEntry(std::string_view name, Compressor compressor, std::string_view uncompressed,
                    uint64_t offset, uint64_t stored_size);
@@ -147,9 +150,17 @@ class BlobWriter {
   std::condition_variable room_cv_;   // room in the queue, or the queue drained
   std::deque<QueuedWrite> queue_;
   size_t queued_bytes_ = 0;
-  bool writing_ = false;  // the writer thread holds a popped item
+  // The writer thread sleeps until this much is queued (or Drain() is called), then writes all
+  // of it with one writev: a wake-up and a system call per batch, not per (often tiny) chunk.
+  static constexpr size_t kWakeBytes = size_t{256} << 10;
+  bool draining_ = false;     // Drain() called: write whatever is queued
+  bool room_wanted_ = false;  // Append() waits for room: write whatever is queued
+  bool writing_ = false;      // the writer thread holds popped items
   bool stopping_ = false;
   absl::Status write_status_;  // the writer thread's first error
+  static constexpr uint64_t kWritebackBytes = uint64_t{8} << 20;
+  uint64_t written_ = 0;         // bytes the writer thread has written; its own
+  uint64_t writeback_from_ = 0;  // the first of them whose writeback is not started yet
   std::thread writer_thread_;
   // Until FinishData() writes and releases them: v1 records, and 32 bytes of digest per chunk.
   std::string chunk_infos_;

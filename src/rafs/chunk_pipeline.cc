@@ -1,6 +1,8 @@
 #include "rafs/chunk_pipeline.h"
 
 #include <algorithm>
+#include <cstring>
+#include <vector>
 
 #include "base/status_macros.h"
 #include "rafs/compression.h"
@@ -17,13 +19,17 @@ absl::StatusOr<PreparedChunk> ChunkPipeline::Prepare(ChunkBuffer data) {
   }
   if (chunk.skipped) return chunk;
   if (options_.compressor != Compressor::kNone) {
-    ASSIGN_OR_RETURN(Compressed compressed,
-                     Compress(options_.compressor, data.view(), options_.compression_level));
-    if (compressed.compressed) {
-      // Compress() sized the string for the worst case; until the writer thread has written it,
-      // hold only what it stores.
-      compressed.data.shrink_to_fit();
-      chunk.stored = ChunkBuffer(std::move(compressed.data));
+    // Compressed into this worker's scratch buffer, then copied to one of the exact size: the
+    // bound (over 1 MiB) is neither zero-filled nor allocated per chunk, and a chunk that does
+    // not compress costs no copy at all.
+    thread_local std::vector<char> scratch;
+    size_t bound = CompressBound(options_.compressor, data.size());
+    if (scratch.size() < bound) scratch.resize(bound);
+    ASSIGN_OR_RETURN(size_t n, CompressInto(options_.compressor, data.view(), scratch,
+                                            options_.compression_level));
+    if (n > 0) {
+      chunk.stored = ChunkBuffer(n);
+      std::memcpy(chunk.stored.data(), scratch.data(), n);
       chunk.compressed = true;
       return chunk;
     }
@@ -57,47 +63,67 @@ ChunkPipeline::~ChunkPipeline() {
 }
 
 void ChunkPipeline::Submit(ChunkBuffer data) {
-  auto job = std::make_shared<Job>();
-  job->size = data.size();
-  job->data = std::move(data);
-  in_flight_bytes_ += job->size;
-  jobs_.push_back(job);
+  if (!forming_) {
+    forming_ = std::make_shared<Batch>();
+    batches_.push_back(forming_);
+  }
+  size_t size = data.size();
+  in_flight_bytes_ += size;
+  ++pending_chunks_;
+  forming_->bytes += size;
+  forming_->sizes.push_back(size);
+  forming_->inputs.push_back(std::move(data));
+  if (forming_->bytes >= kBatchBytes || forming_->inputs.size() >= kBatchChunks)
+    Queue(std::move(forming_));
+}
+
+void ChunkPipeline::Queue(std::shared_ptr<Batch> batch) {
   {
     std::lock_guard lock(mu_);
-    queue_.push_back(std::move(job));
+    queue_.push_back(std::move(batch));
   }
   work_cv_.notify_one();
 }
 
 absl::StatusOr<PreparedChunk> ChunkPipeline::Next() {
-  if (jobs_.empty()) return absl::FailedPreconditionError("no chunk pending");
-  std::shared_ptr<Job> job = std::move(jobs_.front());
-  jobs_.pop_front();
-  in_flight_bytes_ -= job->size;
-  std::unique_lock lock(mu_);
-  awaited_ = job.get();
-  done_cv_.wait(lock, [&] { return job->done; });
-  awaited_ = nullptr;
-  return std::move(job->result);
+  if (batches_.empty()) return absl::FailedPreconditionError("no chunk pending");
+  std::shared_ptr<Batch>& batch = batches_.front();
+  if (batch == forming_) Queue(std::move(forming_));  // its chunks are wanted now
+  if (taken_from_front_ == 0) {
+    std::unique_lock lock(mu_);
+    awaited_ = batch.get();
+    done_cv_.wait(lock, [&] { return batch->done; });
+    awaited_ = nullptr;
+  }
+  size_t i = taken_from_front_++;
+  in_flight_bytes_ -= batch->sizes[i];
+  --pending_chunks_;
+  absl::StatusOr<PreparedChunk> result = std::move(batch->results[i]);
+  if (taken_from_front_ == batch->results.size()) {
+    batches_.pop_front();
+    taken_from_front_ = 0;
+  }
+  return result;
 }
 
 void ChunkPipeline::Work() {
   while (true) {
-    std::shared_ptr<Job> job;
+    std::shared_ptr<Batch> batch;
     {
       std::unique_lock lock(mu_);
       work_cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
       if (stopping_) return;
-      job = std::move(queue_.front());
+      batch = std::move(queue_.front());
       queue_.pop_front();
     }
-    absl::StatusOr<PreparedChunk> result = Prepare(std::move(job->data));
+    batch->results.reserve(batch->inputs.size());
+    for (ChunkBuffer& input : batch->inputs) batch->results.push_back(Prepare(std::move(input)));
+    std::vector<ChunkBuffer>().swap(batch->inputs);
     bool awaited;
     {
       std::lock_guard lock(mu_);
-      job->result = std::move(result);
-      job->done = true;
-      awaited = awaited_ == job.get();
+      batch->done = true;
+      awaited = awaited_ == batch.get();
     }
     if (awaited) done_cv_.notify_one();
   }

@@ -62,30 +62,41 @@ class ChunkPipeline {
   void MarkKnown(const Digest& digest);
   // The oldest submitted chunk, once ready. FailedPrecondition if nothing is pending.
   absl::StatusOr<PreparedChunk> Next();
-  size_t pending() const { return jobs_.size(); }
+  size_t pending() const { return pending_chunks_; }
   bool full() const {
-    return in_flight_bytes_ >= window_bytes_ || jobs_.size() >= options_.max_chunks;
+    return in_flight_bytes_ >= window_bytes_ || pending_chunks_ >= options_.max_chunks;
   }
 
  private:
-  struct Job {
-    ChunkBuffer data;
-    size_t size = 0;
-    absl::StatusOr<PreparedChunk> result = absl::UnknownError("not done");
-    bool done = false;
+  // Small chunks (most files of a layer are small) travel to the workers in batches of about
+  // kBatchBytes: one hand-over, so one thread wake-up, per batch rather than per chunk. Waking a
+  // thread is the dearest part of a tiny chunk's trip, dearer still inside a VM.
+  static constexpr size_t kBatchBytes = size_t{256} << 10;
+  static constexpr size_t kBatchChunks = 64;
+  struct Batch {
+    std::vector<ChunkBuffer> inputs;
+    std::vector<size_t> sizes;
+    size_t bytes = 0;
+    std::vector<absl::StatusOr<PreparedChunk>> results;
+    bool done = false;  // guarded by mu_
   };
+  void Queue(std::shared_ptr<Batch> batch);
   void Work();
   absl::StatusOr<PreparedChunk> Prepare(ChunkBuffer data);
 
   ChunkPipelineOptions options_;
   size_t window_bytes_;
-  size_t in_flight_bytes_ = 0;  // input bytes of `jobs_`; the caller's thread only
+  // The caller's thread only.
+  size_t in_flight_bytes_ = 0;  // input bytes of the pending chunks
+  size_t pending_chunks_ = 0;
+  std::deque<std::shared_ptr<Batch>> batches_;  // submission order
+  size_t taken_from_front_ = 0;                 // results of batches_.front() already returned
+  std::shared_ptr<Batch> forming_;              // the last batch, not handed to a worker yet
   std::mutex mu_;
   std::condition_variable work_cv_;
   std::condition_variable done_cv_;
-  const Job* awaited_ = nullptr;  // the job Next() waits for; workers wake it only for that one
-  std::deque<std::shared_ptr<Job>> jobs_;   // submission order; owned by the caller's thread
-  std::deque<std::shared_ptr<Job>> queue_;  // not yet picked by a worker
+  const Batch* awaited_ = nullptr;  // the batch Next() waits for; workers wake it only for that
+  std::deque<std::shared_ptr<Batch>> queue_;  // not yet picked by a worker
   bool stopping_ = false;
   std::mutex known_mu_;
   absl::flat_hash_set<DigestBytes, DigestBytesHash> known_;

@@ -3,6 +3,7 @@
 #include <lz4.h>
 #include <zstd.h>
 
+#include "base/status_macros.h"
 #include "base/strings.h"
 
 namespace naiad::rafs {
@@ -49,31 +50,51 @@ std::string_view CompressorName(Compressor compressor) {
   return "unknown";
 }
 
-absl::StatusOr<Compressed> Compress(Compressor compressor, std::string_view input, int level) {
-  Compressed out;
+size_t CompressBound(Compressor compressor, size_t input_size) {
+  switch (compressor) {
+    case Compressor::kZstd:
+      return ZSTD_compressBound(input_size);
+    case Compressor::kLz4Block:
+      return input_size > LZ4_MAX_INPUT_SIZE
+                 ? 0
+                 : static_cast<size_t>(LZ4_compressBound(static_cast<int>(input_size)));
+    default:
+      return 0;
+  }
+}
+
+absl::StatusOr<size_t> CompressInto(Compressor compressor, std::string_view input,
+                                    std::span<char> out, int level) {
+  size_t n = 0;
+  if (compressor == Compressor::kNone) return 0;
+  if (out.size() < CompressBound(compressor, input.size()))
+    return absl::InvalidArgumentError("compression buffer smaller than the bound");
   if (compressor == Compressor::kZstd) {
-    out.data.resize(ZSTD_compressBound(input.size()));
-    size_t n = ZSTD_compressCCtx(ThreadZstd().cctx, out.data.data(), out.data.size(), input.data(),
-                                 input.size(), level);
+    n = ZSTD_compressCCtx(ThreadZstd().cctx, out.data(), out.size(), input.data(), input.size(),
+                          level);
     if (ZSTD_isError(n)) return absl::InternalError(StrCat("zstd: ", ZSTD_getErrorName(n)));
-    out.data.resize(n);
   } else if (compressor == Compressor::kLz4Block) {
     if (input.size() > LZ4_MAX_INPUT_SIZE)
       return absl::InvalidArgumentError("lz4: input too large");
-    out.data.resize(LZ4_compressBound(static_cast<int>(input.size())));
-    int n = LZ4_compress_default(input.data(), out.data.data(), static_cast<int>(input.size()),
-                                 static_cast<int>(out.data.size()));
-    if (n <= 0) return absl::InternalError("lz4: compression failed");
-    out.data.resize(static_cast<size_t>(n));
-  } else if (compressor != Compressor::kNone) {
+    int written = LZ4_compress_default(input.data(), out.data(), static_cast<int>(input.size()),
+                                       static_cast<int>(out.size()));
+    if (written <= 0) return absl::InternalError("lz4: compression failed");
+    n = static_cast<size_t>(written);
+  } else {
     return absl::UnimplementedError(StrCat("compressor ", CompressorName(compressor)));
   }
-  if (compressor == Compressor::kNone || out.data.size() >= input.size()) {
-    out.data.assign(input);
-    out.compressed = false;
-  } else {
-    out.compressed = true;
+  return n < input.size() ? n : 0;
+}
+
+absl::StatusOr<Compressed> Compress(Compressor compressor, std::string_view input, int level) {
+  Compressed out;
+  if (compressor != Compressor::kNone) {
+    out.data.resize(CompressBound(compressor, input.size()));
+    ASSIGN_OR_RETURN(size_t n, CompressInto(compressor, input, out.data, level));
+    out.data.resize(n);
+    out.compressed = n > 0;
   }
+  if (!out.compressed) out.data.assign(input);
   return out;
 }
 

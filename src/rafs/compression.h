@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -24,6 +25,16 @@ struct Compressed {
 
 // Compresses `input`; zstd at `level` (default 3, upstream's level).
 absl::StatusOr<Compressed> Compress(Compressor compressor, std::string_view input, int level = 3);
+
+// The room CompressInto() needs for `input_size` bytes; 0 for none (and for lz4 inputs it
+// cannot take).
+size_t CompressBound(Compressor compressor, size_t input_size);
+
+// Compresses `input` into `out`, which must hold CompressBound() bytes, without allocating: the
+// builder's workers reuse one buffer. Returns the compressed size, or 0 when the compressed form
+// is not smaller than the input (or the compressor is none): then the input is stored raw.
+absl::StatusOr<size_t> CompressInto(Compressor compressor, std::string_view input,
+                                    std::span<char> out, int level = 3);
 
 // Decompresses into exactly `uncompressed_size` bytes. DataLoss when the input is corrupt or
 // decodes to a different size.

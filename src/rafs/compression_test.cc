@@ -44,6 +44,24 @@ TEST(Compression, IncompressibleDataIsStoredRaw) {
   EXPECT_FALSE(none.compressed);
 }
 
+TEST(Compression, CompressIntoFillsTheCallersBufferOrSaysStoreRaw) {
+  std::string input = Text();
+  for (Compressor c : {Compressor::kZstd, Compressor::kLz4Block}) {
+    std::string out(CompressBound(c, input.size()), '\0');
+    ASSERT_OK_AND_ASSIGN(size_t n, CompressInto(c, input, out));
+    ASSERT_GT(n, 0u);
+    EXPECT_THAT(Decompress(c, std::string_view(out).substr(0, n), input.size()),
+                IsOkAndHolds(input));
+    std::string small(CompressBound(c, input.size()) - 1, '\0');
+    EXPECT_THAT(CompressInto(c, input, small),
+                StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("bound")));
+    std::string tiny_out(CompressBound(c, 1), '\0');
+    EXPECT_THAT(CompressInto(c, "x", tiny_out), IsOkAndHolds(0u));  // not smaller: stored raw
+  }
+  EXPECT_EQ(CompressBound(Compressor::kNone, 100), 0u);
+  EXPECT_THAT(CompressInto(Compressor::kNone, "abc", {}), IsOkAndHolds(0u));
+}
+
 TEST(Compression, CorruptInputIsDataLoss) {
   std::string input = Text();
   for (Compressor c : {Compressor::kZstd, Compressor::kLz4Block}) {
