@@ -347,6 +347,7 @@ class Bench {
     ASSIGN_OR_RETURN(Snapshot before, TakeSnapshot(swarm));
     RETURN_IF_ERROR(Prepare());
     OtherCpu other;
+    const double busy_before = BusySeconds();
     Clock::time_point start = Clock::now();
     ASSIGN_OR_RETURN(std::unique_ptr<LazyNode> node,
                      LazyNode::Start({.config = std::move(config),
@@ -358,6 +359,7 @@ class Bench {
     const double mount_s = Since(start);
     absl::StatusOr<std::string> output = node->Run(image_.command);
     const double wall = Since(start);
+    const double machine_cpu = BusySeconds() - busy_before;
     if (!output.ok()) {
       return Annotate(output.status(), StrCat(scenario, " on host ", host, "; naiad fs log:\n",
                                               Tail(node->mount().log_path())));
@@ -371,7 +373,8 @@ class Bench {
                 {"cmd_s", wall - mount_s},
                 {"output", LastLine(*output)},
                 {"fs_origin_bytes", sources.origin},
-                {"fs_mirror_bytes", sources.mirror}};
+                {"fs_mirror_bytes", sources.mirror},
+                {"machine_cpu_s", machine_cpu}};
     RETURN_IF_ERROR(AddRegistryCounts(swarm, run));
     RETURN_IF_ERROR(node->Stop());
     run["other_cpu_s"] = other.Seconds();
@@ -394,6 +397,7 @@ class Bench {
       absl::Status status;
       double mount_s = 0;
       double wall_s = 0;
+      double busy_at_end = 0;  // the machine's BusySeconds() when the command ended
       std::string output;
       LazyNode::Sources sources;
     };
@@ -411,6 +415,7 @@ class Bench {
     ASSIGN_OR_RETURN(Snapshot before, TakeSnapshot(swarm));
     RETURN_IF_ERROR(Prepare());
     OtherCpu other;
+    const double busy_before = BusySeconds();
     // Each thread owns its node from start to stop (a daemon dies with the thread that started
     // it). `start` is written before Notify() and read after WaitForNotification().
     Clock::time_point start;
@@ -433,6 +438,7 @@ class Bench {
         n->mount_s = Since(start);
         absl::StatusOr<std::string> output = (*lazy)->Run(image_.command);
         n->wall_s = Since(start);
+        n->busy_at_end = BusySeconds();
         if (!output.ok()) {
           n->status = Annotate(output.status(),
                                StrCat("naiad fs log:\n", Tail((*lazy)->mount().log_path())));
@@ -455,11 +461,11 @@ class Bench {
         return Annotate(node.status, StrCat("at-once: the node on host ", node.host));
       }
     }
-    json run = {{"scenario", "at-once"},
-                {"round", round},
-                {"nodes_started", n},
-                {"alone_s", alone},
-                {"other_cpu_s", other_cpu}};
+    double busy_at_end = busy_before;
+    for (const Node& node : nodes) busy_at_end = std::max(busy_at_end, node.busy_at_end);
+    json run = {{"scenario", "at-once"},    {"round", round},
+                {"nodes_started", n},       {"alone_s", alone},
+                {"other_cpu_s", other_cpu}, {"machine_cpu_s", busy_at_end - busy_before}};
     RETURN_IF_ERROR(AddRegistryCounts(swarm, run));
     ASSIGN_OR_RETURN(Snapshot after, TakeSnapshot(swarm));
     AddPeerDeltas(swarm, before, after, -1, run);
