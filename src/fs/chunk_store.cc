@@ -53,6 +53,7 @@ absl::StatusOr<std::unique_ptr<ChunkStore>> ChunkStore::Create(const rafs::Boots
     }
     store->cache_files_.push_back(std::move(file));
   }
+  if (cache != nullptr) store->writer_ = std::thread([raw = store.get()] { raw->WriteLoop(); });
   return store;
 }
 
@@ -60,7 +61,39 @@ ChunkStore::ChunkStore(const rafs::Bootstrap& boot, storage::BlobBackend* backen
                        cache::BlobCache* cache, ChunkStoreOptions options)
     : boot_(boot), backend_(backend), cache_(cache), options_(options), memo_(options.memo_bytes) {}
 
-ChunkStore::~ChunkStore() = default;
+ChunkStore::~ChunkStore() {
+  {
+    absl::MutexLock lock(&write_mu_);
+    stopping_ = true;
+  }
+  if (writer_.joinable()) writer_.join();  // after it has written everything queued
+}
+
+void ChunkStore::WriteLoop() {
+  absl::MutexLock lock(&write_mu_);
+  while (true) {
+    write_mu_.Await(absl::Condition(
+        +[](ChunkStore* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->write_mu_) {
+          return s->stopping_ || !s->writes_.empty();
+        },
+        this));
+    if (writes_.empty()) return;  // stopping, and nothing is left to write
+    CacheWrite write = std::move(writes_.front());
+    writes_.pop_front();
+    write_mu_.Unlock();
+    WriteToCache(write.chunk, *write.stored);
+    write_mu_.Lock();
+    queued_bytes_ -= write.stored->size();
+    queued_.erase(Key(write.chunk));  // only now: until the bytes are in the file, read the queue
+  }
+}
+
+ChunkStore::ChunkData ChunkStore::Queued(const ChunkRef& chunk) const {
+  if (!writer_.joinable()) return nullptr;
+  absl::MutexLock lock(&write_mu_);
+  auto it = queued_.find(Key(chunk));
+  return it == queued_.end() ? nullptr : it->second;
+}
 
 cache::BlobCacheFile* ChunkStore::CacheFile(uint32_t blob_index) const {
   return blob_index < cache_files_.size() ? cache_files_[blob_index].get() : nullptr;
@@ -69,7 +102,7 @@ cache::BlobCacheFile* ChunkStore::CacheFile(uint32_t blob_index) const {
 bool ChunkStore::IsCached(const ChunkRef& chunk) const {
   if (chunk.hole) return true;
   cache::BlobCacheFile* file = CacheFile(chunk.blob_index);
-  return file != nullptr && file->IsReady(chunk.ci_index);
+  return file != nullptr && (file->IsReady(chunk.ci_index) || Queued(chunk) != nullptr);
 }
 
 absl::StatusOr<std::string> ChunkStore::Decode(const ChunkRef& chunk, std::string_view raw) const {
@@ -145,9 +178,23 @@ bool ChunkStore::ReadCachedSlice(const ChunkRef& chunk, uint64_t offset, std::sp
 
 void ChunkStore::Store(const ChunkRef& chunk, std::string_view raw, const ChunkData& data) {
   memo_.Put(Key(chunk), data);
-  cache::BlobCacheFile* file = CacheFile(chunk.blob_index);
-  if (file == nullptr) return;
-  absl::Status status = file->Write(chunk, options_.cache_compressed ? raw : *data);
+  if (CacheFile(chunk.blob_index) == nullptr) return;
+  ChunkData stored = options_.cache_compressed ? std::make_shared<const std::string>(raw) : data;
+  {
+    absl::MutexLock lock(&write_mu_);
+    if (queued_.contains(Key(chunk))) return;
+    if (writer_.joinable() && queued_bytes_ + stored->size() <= kMaxQueuedWriteBytes) {
+      queued_bytes_ += stored->size();
+      queued_.emplace(Key(chunk), data);
+      writes_.push_back({chunk, std::move(stored)});
+      return;
+    }
+  }
+  WriteToCache(chunk, *stored);  // the queue is full: write here
+}
+
+void ChunkStore::WriteToCache(const ChunkRef& chunk, std::string_view bytes) {
+  absl::Status status = CacheFile(chunk.blob_index)->Write(chunk, bytes);
   if (!status.ok()) LogWarn("blob cache write failed", {{"error", status}});
 }
 
@@ -291,6 +338,9 @@ absl::Status ChunkStore::GetChunks(std::span<const ChunkRef> chunks, ReadPriorit
     } else if (ChunkData data = memo_.Get(Key(chunk))) {
       ++metrics_.memo_hits;
       (*out)[i] = std::move(data);
+    } else if (ChunkData queued = Queued(chunk)) {
+      ++metrics_.memo_hits;
+      (*out)[i] = std::move(queued);
     } else if (ChunkData cached = ReadCached(chunk)) {
       (*out)[i] = std::move(cached);
     } else {

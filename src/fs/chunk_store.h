@@ -19,6 +19,10 @@
 //     that are not cached yet, up to `amplify_io` bytes past the first chunk missed (with a
 //     cache only), ending on an `amplify_align` boundary when it can, and adjacent missing chunks
 //     are merged into one ranged request.
+//   - A fetched chunk goes to its readers (and the in-memory cache) before it is written to the
+//     blob cache: those writes run on a writer thread, so no reader waits for them (up to
+//     kMaxQueuedWriteBytes queued; beyond, the fetching thread writes). A queued chunk counts as
+//     cached and is read from the queue; the destructor writes what is still queued.
 //   - Prefetch (Warm) yields to on-demand reads: WaitForOnDemandIdle() blocks while any on-demand
 //     fetch is in flight.
 //
@@ -27,9 +31,11 @@
 
 #include <atomic>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <span>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
@@ -121,7 +127,12 @@ class ChunkStore {
   // Decompresses a fetched chunk and verifies its digest.
   absl::StatusOr<std::string> Decode(const rafs::ChunkRef& chunk, std::string_view raw) const;
   absl::Status Verify(const rafs::ChunkRef& chunk, std::string_view data) const;
+  // Keeps a fetched chunk in memory and queues it for the blob cache.
   void Store(const rafs::ChunkRef& chunk, std::string_view raw, const ChunkData& data);
+  void WriteToCache(const rafs::ChunkRef& chunk, std::string_view bytes);
+  // A chunk queued for the blob cache, or nullptr.
+  ChunkData Queued(const rafs::ChunkRef& chunk) const;
+  void WriteLoop();
   cache::BlobCacheFile* CacheFile(uint32_t blob_index) const;
 
   const rafs::Bootstrap& boot_;
@@ -132,6 +143,19 @@ class ChunkStore {
   std::vector<std::vector<rafs::ChunkRef>> blob_chunks_;  // by blob index, by compressed offset
   ChunkMemo memo_;
   ChunkStoreMetrics metrics_;
+
+  // Blob-cache writes waiting for the writer thread.
+  struct CacheWrite {
+    rafs::ChunkRef chunk;
+    ChunkData stored;  // the bytes to write: `data`, or the chunk as fetched (cache_compressed)
+  };
+  static constexpr size_t kMaxQueuedWriteBytes = size_t{32} << 20;
+  mutable absl::Mutex write_mu_;
+  std::deque<CacheWrite> writes_ ABSL_GUARDED_BY(write_mu_);
+  absl::flat_hash_map<uint64_t, ChunkData> queued_ ABSL_GUARDED_BY(write_mu_);  // key -> data
+  size_t queued_bytes_ ABSL_GUARDED_BY(write_mu_) = 0;
+  bool stopping_ ABSL_GUARDED_BY(write_mu_) = false;
+  std::thread writer_;  // only with a blob cache
 
   absl::Mutex mu_;
   absl::flat_hash_map<uint64_t, std::shared_ptr<Pending>> inflight_ ABSL_GUARDED_BY(mu_);

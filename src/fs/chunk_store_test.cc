@@ -218,6 +218,29 @@ TEST_F(ChunkStoreTest, CachedChunksSurviveANewStore) {
   EXPECT_GT(store->metrics().cache_hits.load(), 0u);
 }
 
+// Cache writes run behind the readers: with no room in memory, a chunk read again at once comes
+// from the write queue or the cache file, never from the backend again, for every compression
+// mode of the cache, and a new store finds all of it on disk.
+TEST_F(ChunkStoreTest, ChunksOnTheirWayToTheCacheAreReadFromTheQueue) {
+  for (bool compressed : {false, true}) {
+    SCOPED_TRACE(compressed ? "cache_compressed" : "uncompressed cache");
+    ASSERT_OK_AND_ASSIGN(
+        cache_, cache::BlobCache::Open({.work_dir = StrCat(dir_.path(), "/cache", compressed)}));
+    int reads = backend_->reads();
+    {
+      auto store = NewStore({.cache_compressed = compressed, .memo_bytes = 1});
+      for (int round = 0; round < 3; ++round)
+        EXPECT_EQ(ReadAll(*store, "/big", big_.size(), 4096), big_);
+      for (const ChunkRef& chunk : Chunks("/big")) EXPECT_TRUE(store->IsCached(chunk));
+    }
+    int fetched = backend_->reads() - reads;
+    EXPECT_GE(fetched, 1);
+    auto store = NewStore({.cache_compressed = compressed, .memo_bytes = 1});
+    EXPECT_EQ(ReadAll(*store, "/big", big_.size(), 65536), big_);
+    EXPECT_EQ(backend_->reads() - reads, fetched);
+  }
+}
+
 TEST_F(ChunkStoreTest, ConcurrentReadersShareOneFetch) {
   backend_->set_delay(absl::Milliseconds(200));
   auto store = NewStore({.amplify_io = 0});
