@@ -27,17 +27,27 @@ absl::StatusOr<std::vector<std::string>> ListNames(const std::string& dir) {
   return names;
 }
 
+// The names of `path`'s xattrs ("" for none): one call into a small buffer, which nearly every
+// file fits (most have none), and a size query only when it does not.
+absl::StatusOr<std::string> ListXattrNames(const std::string& path) {
+  std::string names(256, '\0');
+  while (true) {
+    ssize_t size = ::llistxattr(path.c_str(), names.data(), names.size());
+    if (size >= 0) {
+      names.resize(static_cast<size_t>(size));
+      return names;
+    }
+    if (errno == ENOTSUP) return std::string();
+    if (errno != ERANGE) return ErrnoError(errno, StrCat("llistxattr ", path));
+    size = ::llistxattr(path.c_str(), nullptr, 0);  // the list grew, or never fitted
+    if (size < 0) return ErrnoError(errno, StrCat("llistxattr ", path));
+    names.resize(static_cast<size_t>(size) + 1);
+  }
+}
+
 absl::StatusOr<Xattrs> ReadXattrs(const std::string& path) {
   Xattrs xattrs;
-  ssize_t size = ::llistxattr(path.c_str(), nullptr, 0);
-  if (size < 0) {
-    if (errno == ENOTSUP) return xattrs;
-    return ErrnoError(errno, StrCat("llistxattr ", path));
-  }
-  std::string names(static_cast<size_t>(size), '\0');
-  size = ::llistxattr(path.c_str(), names.data(), names.size());
-  if (size < 0) return ErrnoError(errno, StrCat("llistxattr ", path));
-  names.resize(static_cast<size_t>(size));
+  ASSIGN_OR_RETURN(std::string names, ListXattrNames(path));
   for (size_t pos = 0; pos < names.size();) {
     std::string name = names.c_str() + pos;
     pos += name.size() + 1;
