@@ -60,7 +60,7 @@ struct ChunkStoreOptions {
 };
 
 struct ChunkStoreMetrics {
-  std::atomic<uint64_t> memo_hits{0};
+  std::atomic<uint64_t> memo_hits{0};     // from memory: the LRU, or the blob-cache write queue
   std::atomic<uint64_t> cache_hits{0};    // chunks served by the blob cache
   std::atomic<uint64_t> cache_misses{0};  // chunks that had to be fetched by a reader
   std::atomic<uint64_t> fetched_chunks{0};

@@ -104,8 +104,11 @@ void BlobWriter::WriterLoop() {
     if (!failed) {  // after an error, the rest is dropped: the blob is never committed
       for (std::string_view piece : pieces) id_hasher_.Update(piece);
       status = WriteFull(fd_.get(), pieces);
-      if (status.ok()) StartWriteback(size);
-      if (!status.ok()) status = Annotate(status, StrCat("writing blob ", path_));
+      if (status.ok()) {
+        StartWriteback(size);
+      } else {
+        status = Annotate(status, StrCat("writing blob ", path_));
+      }
     }
     items.clear();  // frees the bytes outside the lock
     lock.lock();

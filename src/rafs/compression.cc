@@ -65,10 +65,10 @@ size_t CompressBound(Compressor compressor, size_t input_size) {
 
 absl::StatusOr<size_t> CompressInto(Compressor compressor, std::string_view input,
                                     std::span<char> out, int level) {
-  size_t n = 0;
   if (compressor == Compressor::kNone) return 0;
   if (out.size() < CompressBound(compressor, input.size()))
     return absl::InvalidArgumentError("compression buffer smaller than the bound");
+  size_t n = 0;
   if (compressor == Compressor::kZstd) {
     n = ZSTD_compressCCtx(ThreadZstd().cctx, out.data(), out.size(), input.data(), input.size(),
                           level);
