@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstring>
 
 #include "base/status_macros.h"
 #include "base/strings.h"
@@ -63,6 +64,26 @@ absl::StatusOr<Xattrs> ReadXattrs(const std::string& path) {
   return xattrs;
 }
 
+// Reads up to `size` bytes (less only at the end of the file).
+absl::StatusOr<std::string> ReadWhole(int fd, size_t size, const std::string& path) {
+  std::string content(size, '\0');
+  size_t got = 0;
+  while (got < size) {
+    ssize_t n = ::read(fd, content.data() + got, size - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return ErrnoError(errno, StrCat("read ", path));
+    if (n == 0) break;  // shrank since its stat: the builder reports the short file
+    got += static_cast<size_t>(n);
+  }
+  content.resize(got);
+  return content;
+}
+
+// What the walker has ready before it wakes a waiting caller (or a file the caller reads
+// itself): one wake-up per batch rather than per entry.
+constexpr size_t kWakeEntries = 32;
+constexpr size_t kWakeBytes = size_t{1} << 20;
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<DirectorySource>> DirectorySource::Create(const std::string& root) {
@@ -71,15 +92,31 @@ absl::StatusOr<std::unique_ptr<DirectorySource>> DirectorySource::Create(const s
   if (!S_ISDIR(st.st_mode)) return absl::InvalidArgumentError(StrCat(root, " is not a directory"));
   std::unique_ptr<DirectorySource> source(new DirectorySource(root));
   source->pending_.push_back("");
+  source->walker_ = std::thread([s = source.get()] { s->Walk(); });
   return source;
 }
 
 DirectorySource::~DirectorySource() {
-  if (fd_ >= 0) ::close(fd_);
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  room_cv_.notify_one();
+  walker_.join();
+  for (Item& item : queue_) {
+    if (item.fd >= 0) ::close(item.fd);
+  }
+  CloseCurrent();
 }
 
-absl::StatusOr<SourceEntry> DirectorySource::Stat(const std::string& relative) {
-  std::string path = relative.empty() ? root_ : root_ + "/" + relative;
+void DirectorySource::CloseCurrent() {
+  if (current_.fd >= 0) ::close(current_.fd);
+  current_ = Item();
+  content_pos_ = 0;
+}
+
+absl::StatusOr<SourceEntry> DirectorySource::Stat(const std::string& relative,
+                                                  const std::string& path) {
   struct stat st;
   if (::lstat(path.c_str(), &st) != 0) return ErrnoError(errno, StrCat("lstat ", path));
   SourceEntry e;
@@ -110,49 +147,127 @@ absl::StatusOr<SourceEntry> DirectorySource::Stat(const std::string& relative) {
   return e;
 }
 
-absl::StatusOr<std::optional<SourceEntry>> DirectorySource::Next() {
-  if (fd_ >= 0) {
-    ::close(fd_);
-    fd_ = -1;
-  }
-  if (pending_.empty()) return std::nullopt;
-  std::string relative = std::move(pending_.back());
-  pending_.pop_back();
-  ASSIGN_OR_RETURN(SourceEntry entry, Stat(relative));
+absl::StatusOr<DirectorySource::Item> DirectorySource::Prepare(const std::string& relative) {
   std::string path = relative.empty() ? root_ : root_ + "/" + relative;
+  Item item;
+  ASSIGN_OR_RETURN(SourceEntry entry, Stat(relative, path));
   if (S_ISDIR(entry.mode)) {
     ASSIGN_OR_RETURN(std::vector<std::string> names, ListNames(path));
     for (auto it = names.rbegin(); it != names.rend(); ++it) {
       pending_.push_back(relative.empty() ? *it : relative + "/" + *it);
     }
   } else if (S_ISREG(entry.mode) && entry.hardlink_to.empty()) {
-    fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd_ < 0) return ErrnoError(errno, StrCat("open ", path));
-    may_have_holes_ = allocated_ < entry.size;
+    item.fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (item.fd < 0) return ErrnoError(errno, StrCat("open ", path));
+    item.may_have_holes = allocated_ < entry.size;
+    if (entry.size <= kWholeFileBytes && !item.may_have_holes) {
+      absl::StatusOr<std::string> content = ReadWhole(item.fd, entry.size, path);
+      ::close(item.fd);
+      item.fd = -1;
+      if (!content.ok()) return content.status();
+      item.content = *std::move(content);
+    }
   }
-  return entry;
+  item.entry = std::move(entry);
+  return item;
+}
+
+void DirectorySource::Walk() {
+  while (!pending_.empty()) {
+    std::string relative = std::move(pending_.back());
+    pending_.pop_back();
+    absl::StatusOr<Item> item = Prepare(relative);
+    if (!item.ok()) {
+      Item failed;
+      failed.entry = item.status();
+      Push(std::move(failed));
+      break;
+    }
+    if (!Push(*std::move(item))) return;
+  }
+  {
+    std::lock_guard lock(mu_);
+    walk_done_ = true;
+  }
+  ready_cv_.notify_one();
+}
+
+bool DirectorySource::Push(Item item) {
+  std::unique_lock lock(mu_);
+  auto has_room = [&] {
+    return stopping_ || (queued_bytes_ < kReadAheadBytes && queue_.size() < kReadAheadEntries);
+  };
+  if (!has_room()) {
+    walker_waiting_ = true;
+    if (caller_waiting_) ready_cv_.notify_one();  // what is queued is all there is for now
+    room_cv_.wait(lock, has_room);
+    walker_waiting_ = false;
+  }
+  if (stopping_) {
+    if (item.fd >= 0) ::close(item.fd);
+    return false;
+  }
+  queued_bytes_ += item.content.size();
+  files_to_read_ += item.fd >= 0;
+  queue_.push_back(std::move(item));
+  bool wake = caller_waiting_ && WorthWaking();
+  lock.unlock();
+  if (wake) ready_cv_.notify_one();
+  return true;
+}
+
+bool DirectorySource::WorthWaking() const {
+  return walk_done_ || queue_.size() >= kWakeEntries || queued_bytes_ >= kWakeBytes ||
+         files_to_read_ > 0 || (walker_waiting_ && !queue_.empty());
+}
+
+absl::StatusOr<std::optional<SourceEntry>> DirectorySource::Next() {
+  CloseCurrent();
+  bool wake;
+  {
+    std::unique_lock lock(mu_);
+    caller_waiting_ = true;
+    ready_cv_.wait(lock, [&] { return WorthWaking(); });
+    caller_waiting_ = false;
+    if (queue_.empty()) return std::nullopt;
+    current_ = std::move(queue_.front());
+    queue_.pop_front();
+    queued_bytes_ -= current_.content.size();
+    files_to_read_ -= current_.fd >= 0;
+    wake = walker_waiting_ && queued_bytes_ <= kReadAheadBytes / 2 &&
+           queue_.size() <= kReadAheadEntries / 2;
+  }
+  if (wake) room_cv_.notify_one();
+  if (!current_.entry.ok()) return current_.entry.status();
+  return *current_.entry;
 }
 
 absl::StatusOr<bool> DirectorySource::SkipHole(uint64_t size) {
-  if (fd_ < 0 || !may_have_holes_ || size == 0) return false;
-  off_t pos = ::lseek(fd_, 0, SEEK_CUR);
+  int fd = current_.fd;
+  if (fd < 0 || !current_.may_have_holes || size == 0) return false;
+  off_t pos = ::lseek(fd, 0, SEEK_CUR);
   if (pos < 0) return ErrnoError(errno, "lseek");
-  off_t data = ::lseek(fd_, pos, SEEK_DATA);  // moves the file position: restored below
+  off_t data = ::lseek(fd, pos, SEEK_DATA);  // moves the file position: restored below
   if (data < 0 && errno != ENXIO) {
-    may_have_holes_ = false;  // no SEEK_DATA here (EINVAL): read everything
+    current_.may_have_holes = false;  // no SEEK_DATA here (EINVAL): read everything
     return false;
   }
   // ENXIO: no data from `pos` to the end of the file.
   bool hole = data < 0 || static_cast<uint64_t>(data - pos) >= size;
   off_t next = hole ? pos + static_cast<off_t>(size) : pos;
-  if (::lseek(fd_, next, SEEK_SET) < 0) return ErrnoError(errno, "lseek");
+  if (::lseek(fd, next, SEEK_SET) < 0) return ErrnoError(errno, "lseek");
   return hole;
 }
 
 absl::StatusOr<size_t> DirectorySource::Read(char* buf, size_t size) {
-  if (fd_ < 0) return 0;
+  if (current_.fd < 0) {
+    size_t n = std::min(size, current_.content.size() - content_pos_);
+    std::memcpy(buf, current_.content.data() + content_pos_, n);
+    content_pos_ += n;
+    return n;
+  }
   while (true) {
-    ssize_t n = ::read(fd_, buf, size);
+    ssize_t n = ::read(current_.fd, buf, size);
     if (n >= 0) return static_cast<size_t>(n);
     if (errno != EINTR) return ErrnoError(errno, "read");
   }

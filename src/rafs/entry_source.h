@@ -5,10 +5,14 @@
 // returns its content.
 #pragma once
 
+#include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <unordered_map>
 #include <vector>
 
@@ -52,8 +56,18 @@ class EntrySource {
 
 // Walks a directory tree (not following symlinks), in sorted order. Hardlinks are reported as
 // such, by (device, inode).
+//
+// A walker thread reads ahead of the caller: it stats each entry, lists its xattrs and reads
+// small regular files whole (up to kReadAheadBytes queued), so the builder's thread only hands
+// chunks to the workers. A layer is mostly small files, and done on the caller's thread those
+// system calls left the compressing workers waiting. Files over kWholeFileBytes, and sparse
+// ones, stay open and are read by the caller, so memory stays flat whatever the file sizes.
 class DirectorySource : public EntrySource {
  public:
+  static constexpr size_t kWholeFileBytes = size_t{1} << 20;
+  static constexpr size_t kReadAheadBytes = size_t{8} << 20;
+  static constexpr size_t kReadAheadEntries = 1024;
+
   static absl::StatusOr<std::unique_ptr<DirectorySource>> Create(const std::string& root);
   ~DirectorySource() override;
 
@@ -63,15 +77,44 @@ class DirectorySource : public EntrySource {
   absl::StatusOr<bool> SkipHole(uint64_t size) override;
 
  private:
-  explicit DirectorySource(std::string root) : root_(std::move(root)) {}
-  absl::StatusOr<SourceEntry> Stat(const std::string& path);
+  // One entry as the walker prepared it. A regular file comes with either its content or an
+  // open descriptor.
+  struct Item {
+    absl::StatusOr<SourceEntry> entry = absl::UnknownError("unset");
+    std::string content;
+    int fd = -1;
+    bool may_have_holes = false;  // the file has fewer blocks than its size needs
+  };
 
-  std::string root_;
+  explicit DirectorySource(std::string root) : root_(std::move(root)) {}
+  void Walk();
+  absl::StatusOr<Item> Prepare(const std::string& relative);
+  absl::StatusOr<SourceEntry> Stat(const std::string& relative, const std::string& path);
+  bool Push(Item item);  // false: the source is being destroyed
+  void CloseCurrent();
+  bool WorthWaking() const;  // mu_ held: the caller has enough to go on
+
+  const std::string root_;
+  // The walker thread's own.
   std::vector<std::string> pending_;  // relative paths, popped from the back
   std::unordered_map<uint64_t, std::string> seen_inodes_;
-  int fd_ = -1;
-  uint64_t allocated_ = 0;       // disk bytes of the last regular file stat'ed
-  bool may_have_holes_ = false;  // the open file has fewer blocks than its size needs
+  uint64_t allocated_ = 0;  // disk bytes of the last regular file stat'ed
+  // Shared; guarded by mu_. Each side sleeps only when it must and is woken only when the
+  // other has made real progress (a batch of entries, or half the room), not per entry.
+  std::mutex mu_;
+  std::condition_variable ready_cv_;  // the caller waits for entries
+  std::condition_variable room_cv_;   // the walker waits for room
+  std::deque<Item> queue_;
+  size_t queued_bytes_ = 0;   // content held in queue_
+  size_t files_to_read_ = 0;  // entries in queue_ with a descriptor for the caller to read
+  bool walk_done_ = false;
+  bool stopping_ = false;
+  bool caller_waiting_ = false;
+  bool walker_waiting_ = false;
+  std::thread walker_;
+  // The caller's: the entry last returned by Next().
+  Item current_;
+  size_t content_pos_ = 0;
 };
 
 }  // namespace naiad::rafs
