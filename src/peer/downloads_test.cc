@@ -241,6 +241,17 @@ void SetCrcs(std::string_view content, schedv1::SyncTaskResponse& response) {
   response.set_crc32c_known(std::string(1, static_cast<char>(0xFC)));  // pieces 0-5
 }
 
+// Metrics and piece reports are updated just after a piece is stored, so a reader that has all
+// the data can be a moment ahead of them: waits (up to 10 s) until `done` holds.
+bool Eventually(const std::function<bool()>& done) {
+  absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (!done()) {
+    if (absl::Now() > deadline) return false;
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  return true;
+}
+
 class DownloadsTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -363,10 +374,17 @@ TEST_F(DownloadsTest, PiecesComeFromAParentThatHoldsThem) {
   ASSERT_NE(task, nullptr);
   EXPECT_EQ(ReadAll(*task), content_);
   EXPECT_THAT(origin_->range_offsets(), IsEmpty());  // only the HEAD went to the origin
-  EXPECT_EQ(metrics_.peer_pieces.load(), uint64_t{kPieces});
+  EXPECT_TRUE(Eventually([&] { return metrics_.peer_pieces.load() == uint64_t{kPieces}; }));
   EXPECT_EQ(metrics_.peer_bytes.load(), kLength);
   EXPECT_EQ(parent.metrics().bytes_served.load(), kLength);
   // Every piece was reported as coming from the parent, with its crc.
+  auto count_reports = [&] {
+    size_t n = 0;
+    for (const schedv1::SyncTaskRequest& request : scheduler_->requests())
+      n += request.pieces_size();
+    return n;
+  };
+  EXPECT_TRUE(Eventually([&] { return count_reports() == size_t{kPieces}; }));
   int reported = 0;
   for (const schedv1::SyncTaskRequest& request : scheduler_->requests()) {
     EXPECT_EQ(request.host_id(), "me");
@@ -431,6 +449,7 @@ TEST_F(DownloadsTest, SchedulerDownFallsBackToTheOrigin) {
   std::shared_ptr<piece::Task> task = Fetch();
   ASSERT_NE(task, nullptr);
   EXPECT_EQ(ReadAll(*task), content_);
+  EXPECT_TRUE(Eventually([&] { return metrics_.origin_bytes.load() == kLength; }));
   EXPECT_EQ(metrics_.origin_fallbacks.load(), 1u);
   EXPECT_EQ(metrics_.origin_bytes.load(), kLength);
 }
