@@ -80,7 +80,7 @@ class DirectorySource : public EntrySource {
   // One entry as the walker prepared it. A regular file comes with either its content or an
   // open descriptor.
   struct Item {
-    absl::StatusOr<SourceEntry> entry = absl::UnknownError("unset");
+    absl::StatusOr<SourceEntry> entry;  // default: kUnknown, no message to allocate
     std::string content;
     int fd = -1;
     bool may_have_holes = false;  // the file has fewer blocks than its size needs
